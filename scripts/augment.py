@@ -1,0 +1,102 @@
+"""Waveform augmentation that imitates what users send to the service.
+
+TTS output is clean, full-band and level-normalised; real streams are not. Each function takes
+and returns float32 mono audio in [-1, 1] at `sr`; `random_chain` draws a plausible channel
+(room, noise, microphone band, phone line) for one training utterance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import signal
+
+SR = 16000
+
+
+def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling (anti-aliased), exact for integer rate ratios."""
+    if sr_in == sr_out:
+        return audio.astype(np.float32)
+    g = np.gcd(sr_in, sr_out)
+    return signal.resample_poly(audio, sr_out // g, sr_in // g).astype(np.float32)
+
+
+def speed(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Speed perturbation a la Kaldi: tempo and pitch change together (resampling trick)."""
+    target = max(1, int(round(len(audio) / factor)))
+    return signal.resample(audio, target).astype(np.float32) if len(audio) > 1 else audio
+
+
+def reverb(audio: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
+    """Convolve with a synthetic room impulse response (exponentially decaying noise).
+
+    No measured RIRs are available offline; decaying noise with a random RT60 gives the
+    smearing the encoder must learn to ignore.
+    """
+    rt60 = rng.uniform(0.15, 0.7)
+    n = int(sr * rt60)
+    t = np.arange(n) / sr
+    rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    rir[0] = 1.0 / rng.uniform(0.3, 1.0)  # direct path relative to the reverberant tail
+    rir /= np.sqrt(np.sum(rir**2))
+    wet = signal.fftconvolve(audio, rir)[: len(audio)]
+    peak = np.max(np.abs(wet)) + 1e-9
+    return (wet * (np.max(np.abs(audio)) / peak)).astype(np.float32)
+
+
+def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """White, pink or brown noise: 1/f^beta spectrum shaping of white noise."""
+    beta = rng.choice([0.0, 1.0, 2.0])
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.maximum(np.fft.rfftfreq(n), 1.0 / n)
+    noise = np.fft.irfft(spec / freqs ** (beta / 2.0), n)
+    return (noise / (np.std(noise) + 1e-9)).astype(np.float32)
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    noise = coloured_noise(len(audio), rng)
+    p_sig = np.mean(audio**2) + 1e-12
+    scale = np.sqrt(p_sig / (10.0 ** (snr_db / 10.0)))
+    return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
+
+
+def band_limit(audio: np.ndarray, low_hz: float, high_hz: float, sr: int = SR) -> np.ndarray:
+    """Cheap microphone / codec band: Butterworth band-pass."""
+    sos = signal.butter(4, [low_hz, min(high_hz, sr / 2 - 100)], btype="band", fs=sr, output="sos")
+    return signal.sosfilt(sos, audio).astype(np.float32)
+
+
+def mulaw_roundtrip(audio: np.ndarray) -> np.ndarray:
+    """G.711 mu-law encode/decode (8-bit quantisation with mu = 255)."""
+    mu = 255.0
+    x = np.clip(audio, -1.0, 1.0)
+    enc = np.sign(x) * np.log1p(mu * np.abs(x)) / np.log1p(mu)
+    q = np.round((enc + 1.0) / 2.0 * mu) / mu * 2.0 - 1.0
+    return (np.sign(q) * np.expm1(np.abs(q) * np.log1p(mu)) / mu).astype(np.float32)
+
+
+def telephony(audio: np.ndarray, sr: int = SR) -> np.ndarray:
+    """Phone line: 300-3400 Hz, 8 kHz, mu-law, then back to `sr` as the service would."""
+    narrow = resample(band_limit(audio, 300.0, 3400.0, sr), sr, 8000)
+    return resample(mulaw_roundtrip(narrow), 8000, sr)
+
+
+def peak_normalise(audio: np.ndarray, peak: float) -> np.ndarray:
+    return (audio * (peak / (np.max(np.abs(audio)) + 1e-9))).astype(np.float32)
+
+
+def random_chain(audio: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
+    """One random channel. Probabilities keep ~1/4 of utterances near-clean, since clean
+    16 kHz input (browsers, files) is also common."""
+    if rng.random() < 0.6:
+        audio = speed(audio, float(rng.uniform(0.85, 1.15)))
+    if rng.random() < 0.3:
+        audio = reverb(audio, rng, sr)
+    if rng.random() < 0.25:
+        audio = band_limit(audio, float(rng.uniform(50, 300)), float(rng.uniform(3500, 7800)), sr)
+    if rng.random() < 0.45:
+        audio = add_noise(audio, float(rng.uniform(5, 35)), rng)
+    if rng.random() < 0.25:
+        audio = telephony(audio, sr)
+    # Gain: quiet and loud talkers alike.
+    return peak_normalise(audio, float(rng.uniform(0.05, 0.95)))

@@ -1,0 +1,159 @@
+#!/usr/bin/env python3
+"""Offline greedy CTC evaluation of the embedded model on NeMo manifests.
+
+Full-utterance forward pass with the encoder's chunked_limited attention mask at the chosen
+look-ahead, greedy CTC decoding, and WER / CER / exact-match against normalised references.
+(Streaming evaluation through the running service is separate; this is the training-side
+yardstick.) Accepts a `.nemo` file or a training checkpoint (`last.pt` / `best.pt`, which
+needs the `.nemo` it was initialised from via --init).
+
+    python scripts/eval_wer.py --model /work/runs/embedded/best.nemo \
+        --manifest /work/runs/corpus/eval_festival16k.jsonl /work/runs/corpus/eval_fsdd.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import augment  # noqa: E402
+from text_normalize import normalize  # noqa: E402
+
+
+def edit_distance(ref: list[str] | str, hyp: list[str] | str) -> int:
+    """Levenshtein distance over words or characters (one DP row at a time)."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+@dataclass
+class Scores:
+    n: int
+    wer: float
+    cer: float
+    exact: float
+
+    def __str__(self) -> str:
+        return f"n={self.n} WER={100 * self.wer:.1f}% CER={100 * self.cer:.1f}% exact={100 * self.exact:.1f}%"
+
+
+def score(refs: list[str], hyps: list[str]) -> Scores:
+    refs = [normalize(r) for r in refs]
+    hyps = [normalize(h) for h in hyps]
+    w_err = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
+    c_err = sum(edit_distance(r, h) for r, h in zip(refs, hyps))
+    n_w = max(1, sum(len(r.split()) for r in refs))
+    n_c = max(1, sum(len(r) for r in refs))
+    exact = sum(r == h for r, h in zip(refs, hyps)) / max(1, len(refs))
+    return Scores(len(refs), w_err / n_w, c_err / n_c, exact)
+
+
+def read_manifest(path: Path, limit: int | None = None) -> list[dict]:
+    with path.open() as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def load_audio(path: str) -> np.ndarray:
+    """Any wav (PCM, mu-law, 8 kHz...) to 16 kHz mono float32, as the service's decoder does."""
+    audio, sr = sf.read(path, dtype="float32", always_2d=True)
+    return augment.resample(audio[:, 0], sr, augment.SR)
+
+
+def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:
+    """Collapse repeats, drop blanks: the same rule the service's CTC decoder applies."""
+    out = []
+    best = log_probs.argmax(-1)
+    for seq, n in zip(best, lengths):
+        ids, prev = [], -1
+        for t in seq[: int(n)].tolist():
+            if t != prev and t != blank:
+                ids.append(t)
+            prev = t
+        out.append(ids)
+    return out
+
+
+@torch.inference_mode()
+def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[str]:
+    """Greedy transcripts for manifest rows, batched by similar duration to limit padding."""
+    was_training = model.training
+    model.eval()
+    blank = model.decoder.num_classes_with_blank - 1
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["duration"])
+    hyps: list[str] = [""] * len(rows)
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and rows[order[end]]["duration"] * (end - start + 1) <= batch_seconds:
+            end += 1
+        idx = order[start:end]
+        audios = [load_audio(rows[i]["audio_filepath"]) for i in idx]
+        lens = torch.tensor([len(a) for a in audios])
+        batch = torch.zeros(len(audios), int(lens.max()))
+        for k, a in enumerate(audios):
+            batch[k, : len(a)] = torch.from_numpy(a)
+        log_probs, enc_len, _ = model.forward(input_signal=batch, input_signal_length=lens)
+        for i, ids in zip(idx, greedy_ctc(log_probs, enc_len, blank)):
+            hyps[i] = model.tokenizer.ids_to_text(ids) if ids else ""
+        start = end
+    model.train(was_training)
+    return hyps
+
+
+def load_model(model_path: Path, init: Path | None):
+    from nemo.collections.asr.models import EncDecCTCModelBPE
+
+    if model_path.suffix == ".nemo":
+        return EncDecCTCModelBPE.restore_from(str(model_path), map_location="cpu")
+    if init is None:
+        raise SystemExit("a .pt checkpoint needs --init (the .nemo it was trained from)")
+    model = EncDecCTCModelBPE.restore_from(str(init), map_location="cpu")
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=False)["model"])
+    return model
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, required=True, help=".nemo, or last.pt/best.pt with --init")
+    ap.add_argument("--init", type=Path, default=None)
+    ap.add_argument("--manifest", type=Path, nargs="+", required=True)
+    ap.add_argument("--att-context", default=None, help="look-ahead profile, e.g. 70,13 / 70,6 / 70,1")
+    ap.add_argument("--limit", type=int, default=None, help="first N rows of each manifest")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--show", type=int, default=3, help="example transcripts to print per manifest")
+    ap.add_argument("--json", type=Path, default=None, help="append results as JSON lines here")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model, args.init)
+    if args.att_context:
+        model.encoder.set_default_att_context_size([int(x) for x in args.att_context.split(",")])
+    for manifest in args.manifest:
+        rows = read_manifest(manifest, args.limit)
+        hyps = transcribe(model, rows)
+        s = score([r["text"] for r in rows], hyps)
+        print(f"{manifest.stem}: {s}", flush=True)
+        for r, h in list(zip(rows, hyps))[: args.show]:
+            print(f"   ref: {r['text']}\n   hyp: {h}")
+        if args.json:
+            with args.json.open("a") as f:
+                f.write(json.dumps({"model": str(args.model), "manifest": manifest.stem,
+                                    "att_context": args.att_context, **s.__dict__}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

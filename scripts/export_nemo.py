@@ -1,0 +1,465 @@
+"""Export a NeMo FastConformer ``.nemo`` to the files the serving path needs.
+
+Writes into ``--out``:
+
+* ``encoder-la<N>.onnx`` for every look-ahead N of the model's ``att_context_size`` list:
+  the cache-aware encoder plus CTC head (``logprobs``), exported by NeMo itself with
+  ``cache_support`` (``--int8`` adds dynamically quantised ``encoder-la<N>.int8.onnx``).
+* ``features.npz``: the exact mel filterbank and window of the model's preprocessor and its
+  scalar settings, so that the Triton feature extractor reproduces the preprocessor in numpy.
+* ``manifest.json``: everything model-specific the repository builder and the frontend need
+  (vocabulary, blank, frame shift, per-profile chunk sizes and cache shapes, uuid...).
+
+Models that are not cache-aware (full-context attention, per-utterance normalisation...) get
+``"mode": "buffered"`` and an offline ``encoder-offline.onnx``; serving them is a later step.
+
+Run with the NeMo environment::
+
+    .venv-nemo/bin/python scripts/export_nemo.py MODEL.nemo --out models/embedded
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG = logging.getLogger("export_nemo")
+
+MANIFEST_SCHEMA = 1
+# Namespace of the model uuids: uuid5(namespace, sha256 of the weights).
+UUID_NAMESPACE = uuid.UUID("5b0c6f1e-8d4a-4a1e-9c65-2f1d7e3a9b10")
+# Value of the pre-encode cache before the first chunk: the exported graph and NeMo's
+# ``pad_and_drop_preencoded`` streaming both use zeros, which is also what the causal
+# subsampling convolutions see left of the first frame in offline (training) mode.
+PRE_ENCODE_FILL = 0.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command line of the script."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", type=Path, help=".nemo file")
+    p.add_argument("--out", type=Path, required=True, help="output folder (replaced files only)")
+    p.add_argument("--name", default="embedded", help="model id, [a-z0-9]+ (ensemble asr_<name>_<profile>)")
+    p.add_argument("--language", action="append", help="BCP-47 primary subtag; repeatable (default en)")
+    p.add_argument("--display-name", help="human-readable name (default: <name> + architecture)")
+    p.add_argument("--version", default="0", help="model version echoed in metadata")
+    p.add_argument("--int8", action="store_true", help="also write dynamically quantised int8 encoders")
+    p.add_argument("--check-chunks", type=int, default=3, help="chunks of ONNX-vs-NeMo check per profile")
+    return p.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- model facts
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Scalar settings of NeMo's ``FilterbankFeatures`` that the numpy extractor needs."""
+
+    sample_rate: int
+    n_mels: int
+    n_fft: int
+    hop_length: int
+    win_length: int
+    preemph: float
+    log_guard: float
+    log_guard_type: str
+    mag_power: float
+    pad_value: float
+    pre_encode_fill: float
+
+
+def feature_settings(model: Any) -> tuple[FeatureSettings, np.ndarray, np.ndarray, list[str]]:
+    """Settings, filterbank [n_mels, n_fft//2+1] and window [win_length] of the preprocessor.
+
+    The last value lists reasons why the front end cannot stream (empty when it can).
+    """
+    import torch
+
+    fz = model.preprocessor.featurizer
+    problems: list[str] = []
+    if fz.normalize not in (None, False, "NA", "None"):
+        problems.append(f"preprocessor normalize={fz.normalize!r} needs the whole utterance")
+    if fz.exact_pad:
+        problems.append("exact_pad=True (center=False STFT) is not implemented by the extractor")
+    if fz.frame_splicing != 1:
+        problems.append(f"frame_splicing={fz.frame_splicing}")
+    if not fz.log:
+        problems.append("log=False")
+    if fz.window is None:
+        problems.append("window='none'")
+    guard = fz.log_zero_guard_value_fn(torch.zeros(1, dtype=torch.float32))
+    settings = FeatureSettings(
+        sample_rate=int(fz.sample_rate),
+        n_mels=int(fz.nfilt),
+        n_fft=int(fz.n_fft),
+        hop_length=int(fz.hop_length),
+        win_length=int(fz.win_length),
+        preemph=float(fz.preemph or 0.0),
+        log_guard=float(guard),
+        log_guard_type=str(fz.log_zero_guard_type),
+        mag_power=float(fz.mag_power),
+        pad_value=float(fz.pad_value),
+        pre_encode_fill=PRE_ENCODE_FILL,
+    )
+    fb = fz.fb.detach().cpu().numpy()[0].astype(np.float32)
+    window = (
+        fz.window.detach().cpu().numpy().astype(np.float32)
+        if fz.window is not None
+        else np.ones(settings.win_length, np.float32)
+    )
+    return settings, fb, window, problems
+
+
+def ctc_head(model: Any) -> tuple[Any, list[str]]:
+    """The CTC decoder module and its vocabulary (blank excluded); switches hybrids to CTC."""
+    if hasattr(model, "ctc_decoder"):
+        model.set_export_config({"decoder_type": "ctc"})
+        return model.ctc_decoder, list(model.ctc_decoder.vocabulary)
+    if hasattr(model.decoder, "vocabulary") and hasattr(model.decoder, "decoder_layers"):
+        return model.decoder, list(model.decoder.vocabulary)
+    raise SystemExit(f"{type(model).__name__} has no CTC head; RNNT-only export is not implemented yet")
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 over every tensor of the state dict, in name order: the model's identity."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def streaming_problems(encoder: Any) -> list[str]:
+    """Reasons why the encoder is not cache-aware streamable (empty when it is)."""
+    problems = []
+    if type(encoder).__name__ != "ConformerEncoder":
+        problems.append(f"encoder {type(encoder).__name__} is not a ConformerEncoder")
+        return problems
+    if encoder.att_context_style != "chunked_limited":
+        problems.append(f"att_context_style={encoder.att_context_style!r}")
+    if any(c[0] < 0 for c in encoder.att_context_size_all):
+        problems.append("unlimited left attention context")
+    if encoder.conv_context_size[1] != 0:
+        problems.append(f"conv_context_size={encoder.conv_context_size} is not causal")
+    if not hasattr(encoder.pre_encode, "get_streaming_cache_size"):
+        problems.append("subsampling without streaming cache")
+    return problems
+
+
+def _second(value: Any) -> int:
+    """NeMo streaming sizes are [first chunk, later chunks] lists or plain ints."""
+    return int(value[1] if isinstance(value, (list, tuple)) else value)
+
+
+def profile_facts(model: Any, ctx: list[int], feats: FeatureSettings) -> dict[str, Any]:
+    """Chunk geometry and cache shapes of one look-ahead (call after set_default_att_context_size)."""
+    enc = model.encoder
+    cfg = enc.streaming_cfg
+    chunk_frames = _second(cfg.chunk_size)
+    chunk_samples = chunk_frames * feats.hop_length
+    frame_shift_s = enc.subsampling_factor * feats.hop_length / feats.sample_rate
+    return {
+        "att_context_size": [int(ctx[0]), int(ctx[1])],
+        "lookahead_ms": round(int(ctx[1]) * frame_shift_s * 1000),
+        "chunk_frames": chunk_frames,
+        "pre_encode_cache_size": _second(cfg.pre_encode_cache_size),
+        "drop_extra_pre_encoded": int(cfg.drop_extra_pre_encoded),
+        "encoder_frames": int(cfg.valid_out_len),
+        "chunk_samples": chunk_samples,
+        # The mel window reaches win_length/2 past the centre of a chunk's last frame, which
+        # sits one hop before the chunk's end: the first request carries that extra.
+        "first_chunk_samples": chunk_samples - feats.hop_length + feats.win_length // 2,
+        "cache_last_channel": [len(enc.layers), int(cfg.last_channel_cache_size), int(enc.d_model)],
+        "cache_last_time": [len(enc.layers), int(enc.d_model), int(enc.conv_context_size[0])],
+    }
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def onnx_io(path: Path) -> dict[str, dict[str, Any]]:
+    """Names, element types and shapes of a graph's inputs and outputs."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def describe(values: Any) -> dict[str, Any]:
+        out = {}
+        for v in values:
+            t = v.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or -1) for d in t.shape.dim]
+            out[v.name] = {"dtype": onnx.TensorProto.DataType.Name(t.elem_type).lower(), "shape": dims}
+        return out
+
+    return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
+
+
+def _random_chunks(facts: dict[str, Any], n_mels: int, n: int, seed: int) -> list[np.ndarray]:
+    """Log-mel-like random chunks [1, n_mels, pre_encode + chunk] (first with the zero cache)."""
+    rng = np.random.default_rng(seed)
+    total = facts["chunk_frames"] * n
+    mel = rng.normal(-6.0, 3.0, size=(1, n_mels, total)).astype(np.float32)
+    pre = facts["pre_encode_cache_size"]
+    padded = np.concatenate([np.full((1, n_mels, pre), PRE_ENCODE_FILL, np.float32), mel], axis=2)
+    step = facts["chunk_frames"]
+    return [padded[:, :, i * step : i * step + pre + step] for i in range(n)]
+
+
+def run_onnx_stream(path: Path, chunks: list[np.ndarray], facts: dict[str, Any]) -> np.ndarray:
+    """Log-probs of ``chunks`` streamed through the ONNX encoder, caches carried over."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    ch = np.zeros([1, *facts["cache_last_channel"]], np.float32)
+    tm = np.zeros([1, *facts["cache_last_time"]], np.float32)
+    ln = np.zeros([1], np.int64)
+    outs = []
+    for c in chunks:
+        lp, _, ch, tm, ln = sess.run(
+            None,
+            {
+                "audio_signal": c,
+                "length": np.array([c.shape[2]], np.int64),
+                "cache_last_channel": ch,
+                "cache_last_time": tm,
+                "cache_last_channel_len": ln,
+            },
+        )
+        outs.append(lp[0])
+    return np.concatenate(outs, axis=0)
+
+
+def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any]) -> np.ndarray:
+    """The same stream through NeMo's own ``conformer_stream_step`` (reference)."""
+    import torch
+
+    ch, tm, ln = model.encoder.get_initial_cache_state(batch_size=1)
+    outs = []
+    with torch.no_grad():
+        for c in chunks:
+            x = torch.from_numpy(c)
+            res = model.conformer_stream_step(
+                processed_signal=x,
+                processed_signal_length=torch.tensor([x.shape[2]]),
+                cache_last_channel=ch,
+                cache_last_time=tm,
+                cache_last_channel_len=ln,
+                keep_all_outputs=False,
+                drop_extra_pre_encoded=facts["drop_extra_pre_encoded"],
+                return_transcription=False,
+                return_log_probs=True,
+            )
+            _, _, ch, tm, ln, _, log_probs, _ = res
+            outs.append(log_probs[0, : facts["encoder_frames"]].cpu().numpy())
+    return np.concatenate(outs, axis=0)
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantisation of the MatMul weights (activations stay fp32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"])
+
+
+def share_weights(paths: list[Path], weights: Path, min_bytes: int = 1024) -> None:
+    """Move the large tensors of several graphs into one content-addressed external file.
+
+    Every look-ahead graph carries the same weights (and the same relative positional
+    encoding table, stored as a ``Constant`` node); only the attention masks differ. Storing
+    each distinct tensor once keeps the shipped model a third of the size. onnxruntime reads
+    ONNX external data relative to the graph's folder, so the graphs stay loadable by path.
+    """
+    import onnx
+    from onnx import external_data_helper, numpy_helper
+
+    offsets: dict[str, tuple[int, int]] = {}
+    with weights.open("wb") as blob:
+        for path in paths:
+            model = onnx.load(str(path))
+            graph = model.graph
+            # Large constants become initializers so that they can live in the external file.
+            for node in list(graph.node):
+                if node.op_type != "Constant" or len(node.attribute) != 1 or node.attribute[0].name != "value":
+                    continue
+                tensor = node.attribute[0].t
+                if numpy_helper.to_array(tensor).nbytes < min_bytes:
+                    continue
+                tensor.name = node.output[0]
+                graph.initializer.append(tensor)
+                graph.node.remove(node)
+            for tensor in graph.initializer:
+                array = numpy_helper.to_array(tensor)
+                if array.nbytes < min_bytes:
+                    continue
+                raw = numpy_helper.from_array(array).raw_data
+                key = hashlib.sha256(raw + str(array.dtype).encode() + str(array.shape).encode()).hexdigest()
+                if key not in offsets:
+                    # 4 KiB alignment lets onnxruntime map the data instead of copying it.
+                    blob.write(b"\0" * (-blob.tell() % 4096))
+                    offsets[key] = (blob.tell(), len(raw))
+                    blob.write(raw)
+                offset, length = offsets[key]
+                tensor.ClearField("raw_data")
+                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                    tensor.ClearField(field)
+                external_data_helper.set_external_data(tensor, weights.name, offset=offset, length=length)
+                tensor.data_location = onnx.TensorProto.EXTERNAL
+            onnx.save(model, str(path))
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def export_profile(model: Any, ctx: list[int], feats: FeatureSettings, out: Path, args: argparse.Namespace) -> dict:
+    """Export and check the encoder of one look-ahead; returns its manifest entry."""
+    model.encoder.set_default_att_context_size(ctx)
+    # set_export_config re-runs setup_streaming_params for the context just selected.
+    model.set_export_config({"cache_support": "True"})
+    facts = profile_facts(model, ctx, feats)
+    name = f"la{ctx[1]}"
+    onnx_path = out / f"encoder-{name}.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / onnx_path.name
+        model.export(str(tmp_path), check_trace=False)
+        shutil.move(str(tmp_path), onnx_path)
+    facts["onnx"] = {"ctc": onnx_path.name}
+    facts["io"] = onnx_io(onnx_path)
+
+    chunks = _random_chunks(facts, feats.n_mels, args.check_chunks, seed=ctx[1])
+    ref = run_nemo_stream(model, chunks, facts)
+    got = run_onnx_stream(onnx_path, chunks, facts)
+    check = {"chunks": args.check_chunks, "onnx_vs_nemo_max_abs": float(np.abs(ref - got).max())}
+    if args.int8:
+        q_path = out / f"encoder-{name}.int8.onnx"
+        quantize_int8(onnx_path, q_path)
+        q = run_onnx_stream(q_path, chunks, facts)
+        facts["onnx"]["ctc_int8"] = q_path.name
+        check["int8_vs_fp32_max_abs"] = float(np.abs(q - got).max())
+        check["int8_vs_fp32_argmax_agree"] = float((q.argmax(-1) == got.argmax(-1)).mean())
+    facts["export_check"] = check
+    LOG.info("%s: %s %s", name, {k: facts[k] for k in ("chunk_samples", "first_chunk_samples")}, check)
+    return facts
+
+
+def share_and_verify(profiles: dict[str, dict], out: Path, feats: FeatureSettings, key: str, weights: str) -> None:
+    """Externalise the weights of every profile's ``key`` graph into ``weights``, then check
+    that each rewritten graph still gives bit-identical output."""
+    paths = [out / p["onnx"][key] for p in profiles.values() if key in p["onnx"]]
+    if not paths:
+        return
+    chunks = {n: _random_chunks(p, feats.n_mels, 2, seed=7) for n, p in profiles.items()}
+    before = {n: run_onnx_stream(out / p["onnx"][key], chunks[n], p) for n, p in profiles.items()}
+    share_weights(paths, out / weights)
+    for n, p in profiles.items():
+        after = run_onnx_stream(out / p["onnx"][key], chunks[n], p)
+        if not np.array_equal(before[n], after):
+            raise RuntimeError(f"{p['onnx'][key]} changed when its weights were externalised")
+        p.setdefault("onnx_sha256", {})[p["onnx"][key]] = file_sha256(out / p["onnx"][key])
+        p.setdefault("onnx_weights", {})[key] = weights
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_manifest(model: Any, args: argparse.Namespace, feats: FeatureSettings, vocab: list[str]) -> dict:
+    """The model-level manifest (profiles are filled in by the caller)."""
+    enc = model.encoder
+    tokenizer = "bpe" if hasattr(model, "tokenizer") else "char"
+    arch = f"fastconformer-{'hybrid-rnnt-' if hasattr(model, 'ctc_decoder') else ''}ctc"
+    arch += f"-{enc.d_model}x{len(enc.layers)}"
+    digest = weights_digest(model)
+    return {
+        "schema": MANIFEST_SCHEMA,
+        "model": args.name,
+        "display_name": args.display_name or f"{args.name} ({arch})",
+        "version": args.version,
+        "uuid": str(uuid.uuid5(UUID_NAMESPACE, digest)),
+        "weights_sha256": digest,
+        "arch": arch,
+        "source": args.model.name,
+        "nemo_class": type(model).__name__,
+        "languages": args.language or ["en"],
+        "sample_rate": feats.sample_rate,
+        "tokenizer": tokenizer,
+        "vocabulary": vocab,
+        "blank_id": len(vocab),
+        # SentencePiece marks word starts; character vocabularies carry the space as a token.
+        "word_boundary": "\u2581" if tokenizer == "bpe" else " ",
+        "subsampling_factor": int(enc.subsampling_factor),
+        "frame_shift_s": enc.subsampling_factor * feats.hop_length / feats.sample_rate,
+        "features": {"file": "features.npz", **asdict(feats)},
+        "encoder": {"d_model": int(enc.d_model), "n_layers": len(enc.layers)},
+        # Heads the serving path can use; "rnnt" (decoder_joint graphs) is a later addition.
+        "heads": ["ctc"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parse_args(argv)
+    if not re.fullmatch(r"[a-z0-9]+", args.name):
+        raise SystemExit("--name must match [a-z0-9]+")
+
+    import torch
+
+    from nemo.collections.asr.models import ASRModel
+
+    torch.manual_seed(0)
+    model = ASRModel.restore_from(str(args.model), map_location="cpu")
+    model.eval()
+    _, vocab = ctc_head(model)
+    feats, fb, window, feat_problems = feature_settings(model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for stale in [*args.out.glob("encoder-*.onnx"), *args.out.glob("encoder*.weights")]:
+        stale.unlink()
+    np.savez(
+        args.out / "features.npz",
+        filterbank=fb,
+        window=window,
+        **{k: np.asarray(v) for k, v in asdict(feats).items()},
+    )
+    manifest = build_manifest(model, args, feats, vocab)
+    problems = feat_problems + streaming_problems(model.encoder)
+    if problems:
+        LOG.warning("not cache-aware streamable: %s", "; ".join(problems))
+        manifest.update(mode="buffered", buffered_reasons=problems, profiles={})
+        model.export(str(args.out / "encoder-offline.onnx"), check_trace=False)
+    else:
+        contexts = [list(map(int, c)) for c in model.encoder.att_context_size_all]
+        default = list(map(int, model.encoder.att_context_size))
+        profiles = {}
+        for ctx in contexts:
+            facts = export_profile(model, ctx, feats, args.out, args)
+            facts["default"] = ctx == default
+            profiles[f"la{ctx[1]}"] = facts
+        share_and_verify(profiles, args.out, feats, "ctc", "encoder.weights")
+        share_and_verify(profiles, args.out, feats, "ctc_int8", "encoder.int8.weights")
+        manifest.update(mode="cache_aware", profiles=profiles)
+    (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
+    LOG.info("wrote %s (mode %s, profiles %s)", args.out, manifest["mode"], list(manifest["profiles"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

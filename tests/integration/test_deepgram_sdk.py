@@ -1,0 +1,63 @@
+"""The official `deepgram-sdk` (7.x) works unchanged against the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from deepgram import AsyncDeepgramClient, DeepgramClient, DeepgramClientEnvironment
+
+from tests.integration.conftest import API_KEY, Server
+from tests.integration.live_client import wav_pcm
+
+
+def environment(server: Server) -> DeepgramClientEnvironment:
+    return DeepgramClientEnvironment(base=server.http, production=server.ws, agent=server.ws, agent_rest=server.http)
+
+
+async def test_async_sdk_stream_finalize_close(server: Server) -> None:
+    client = AsyncDeepgramClient(api_key=API_KEY, environment=environment(server))
+    pcm = wav_pcm("speaker_a.wav")
+    received: list[object] = []
+    async with client.listen.v1.connect(
+        model="nova-3",
+        encoding="linear16",
+        sample_rate="16000",
+        channels="1",
+        interim_results="true",
+        punctuate="true",
+        language="en-US",
+    ) as connection:
+
+        async def reader() -> None:
+            async for message in connection:
+                received.append(message)
+
+        task = asyncio.create_task(reader())
+        for i in range(0, len(pcm), 3200):
+            await connection.send_media(pcm[i : i + 3200])
+        await connection.send_finalize()
+        await connection.send_close_stream()
+        await asyncio.wait_for(task, 60)
+
+    kinds = [type(m).__name__ for m in received]
+    assert kinds[0].endswith("Metadata") and kinds[-1].endswith("Metadata"), kinds
+    results = [m for m in received if type(m).__name__.endswith("Results")]
+    assert results, kinds
+    # The SDK parsed our frames into its own models: the fields users dereference are there.
+    finals = [r for r in results if r.is_final]  # type: ignore[attr-defined]
+    assert any(r.from_finalize for r in finals)  # type: ignore[attr-defined]
+    for r in results:
+        alt = r.channel.alternatives[0]  # type: ignore[attr-defined]
+        assert isinstance(alt.transcript, str) and 0 <= alt.confidence <= 1
+        assert r.metadata.model_info.name and r.metadata.model_uuid  # type: ignore[attr-defined]
+    closing = received[-1]
+    assert closing.duration == pytest.approx(len(pcm) / 32000, abs=0.01)  # type: ignore[attr-defined]
+
+
+def test_sync_sdk_bad_key_is_rejected(server: Server) -> None:
+    client = DeepgramClient(api_key="wrong", environment=environment(server))
+    with pytest.raises(Exception) as info:
+        with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000"):
+            pass
+    assert "401" in str(info.value)
