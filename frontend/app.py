@@ -34,6 +34,9 @@ from frontend.vad.silero import SileroVad
 log = logging.getLogger(__name__)
 
 TICK_S = 0.25
+# Silero decides in 32 ms windows; below ~200 ms of silence it ends "utterances" between words,
+# so Deepgram's 10 ms default endpointing is honoured as this floor.
+ENDPOINTING_FLOOR_MS = 200
 
 
 @dataclass
@@ -54,12 +57,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 
 
 def _error_response(error: HandshakeError, request_id: str) -> web.Response:
-    body = {"err_code": error.err_code, "err_msg": error.err_msg, "request_id": request_id}
-    return web.json_response(
-        body,
-        status=error.http_status,
-        headers={"dg-request-id": request_id, "dg-error": error.err_msg},
-    )
+    return web.json_response(error.body(request_id), status=error.http_status, headers=error.headers(request_id))
 
 
 class Connection:
@@ -74,26 +72,26 @@ class Connection:
         self.route = route
         self.request_id = request_id
         self.log = logging.LoggerAdapter(log, {"request_id": request_id})
-        endpointing_ms = params.endpointing
         vad_factory = None
-        if endpointing_ms is not None or params.vad_events:
-            silence_ms = max(endpointing_ms or 300, 32)
+        if params.endpointing is not None or params.vad_events:
+            silence_ms = max(params.endpointing or 0, ENDPOINTING_FLOOR_MS)
 
             def vad_factory() -> SileroVad:
                 return SileroVad(min_silence_ms=silence_ms)
 
+        self.audio = AudioNormalizer(
+            params.encoding,
+            params.sample_rate,
+            params.channels,
+            params.multichannel,
+            max_channels=cfg.max_channels,
+            max_sample_rate=cfg.max_sample_rate,
+        )
         self.session = Session(
             params,
             route,
             request_id,
-            audio=AudioNormalizer(
-                params.encoding,
-                params.sample_rate,
-                params.channels,
-                params.multichannel,
-                max_channels=cfg.max_channels,
-                max_sample_rate=cfg.max_sample_rate,
-            ),
+            audio=self.audio,
             vad_factory=vad_factory,
             now=self.now(),
             idle_timeout_s=cfg.idle_timeout_s,
@@ -191,6 +189,7 @@ class Connection:
                 await asyncio.gather(writer, return_exceptions=True)
             ticker.cancel()
             await asyncio.gather(writer, ticker, return_exceptions=True)
+            self.audio.close()
             timeout = self.runtime.config.finalize_timeout_s
             await asyncio.gather(*(s.close(timeout) for s in self._streams.values()), return_exceptions=True)
             self.runtime.metrics.triton_sequences_open.dec(len(self._streams))

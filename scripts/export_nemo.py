@@ -132,9 +132,13 @@ def ctc_head(model: Any) -> tuple[Any, list[str]]:
     raise SystemExit(f"{type(model).__name__} has no CTC head; RNNT-only export is not implemented yet")
 
 
-def weights_digest(model: Any) -> str:
-    """sha256 over every tensor of the state dict, in name order: the model's identity."""
-    h = hashlib.sha256()
+def weights_digest(model: Any, vocab: list[str]) -> str:
+    """sha256 over the vocabulary and every tensor of the state dict (in name order).
+
+    The vocabulary is part of the identity: two models with equal (e.g. equally seeded)
+    weights but different tokenizers must not share a uuid.
+    """
+    h = hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode())
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -284,7 +288,7 @@ def share_weights(paths: list[Path], weights: Path, min_bytes: int = 1024) -> No
     ONNX external data relative to the graph's folder, so the graphs stay loadable by path.
     """
     import onnx
-    from onnx import external_data_helper, numpy_helper
+    from onnx import numpy_helper
 
     offsets: dict[str, tuple[int, int]] = {}
     with weights.open("wb") as blob:
@@ -313,10 +317,12 @@ def share_weights(paths: list[Path], weights: Path, min_bytes: int = 1024) -> No
                     offsets[key] = (blob.tell(), len(raw))
                     blob.write(raw)
                 offset, length = offsets[key]
-                tensor.ClearField("raw_data")
-                for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+                for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
                     tensor.ClearField(field)
-                external_data_helper.set_external_data(tensor, weights.name, offset=offset, length=length)
+                del tensor.external_data[:]
+                for k, v in (("location", weights.name), ("offset", str(offset)), ("length", str(length))):
+                    entry = tensor.external_data.add()
+                    entry.key, entry.value = k, v
                 tensor.data_location = onnx.TensorProto.EXTERNAL
             onnx.save(model, str(path))
 
@@ -387,14 +393,14 @@ def build_manifest(model: Any, args: argparse.Namespace, feats: FeatureSettings,
     tokenizer = "bpe" if hasattr(model, "tokenizer") else "char"
     arch = f"fastconformer-{'hybrid-rnnt-' if hasattr(model, 'ctc_decoder') else ''}ctc"
     arch += f"-{enc.d_model}x{len(enc.layers)}"
-    digest = weights_digest(model)
+    digest = weights_digest(model, vocab)
     return {
         "schema": MANIFEST_SCHEMA,
         "model": args.name,
         "display_name": args.display_name or f"{args.name} ({arch})",
         "version": args.version,
         "uuid": str(uuid.uuid5(UUID_NAMESPACE, digest)),
-        "weights_sha256": digest,
+        "model_sha256": digest,
         "arch": arch,
         "source": args.model.name,
         "nemo_class": type(model).__name__,

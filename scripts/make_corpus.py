@@ -225,11 +225,17 @@ def run_job(job: Job) -> dict | None:
 
 def run_jobs(jobs: list[Job], manifest: Path, workers: int, desc: str, max_dur: float = 1e9) -> None:
     """Synthesise `jobs` into `manifest`; appends so that an interrupted run resumes."""
-    done = {json.loads(line)["audio_filepath"] for line in manifest.open()} if manifest.exists() else set()
+    done = set()
+    if manifest.exists():
+        # A killed build can leave a torn last line: keep only complete records.
+        lines = [ln for ln in manifest.read_text().splitlines() if ln.endswith("}")]
+        manifest.write_text("".join(ln + "\n" for ln in lines))
+        done = {json.loads(ln)["audio_filepath"] for ln in lines}
     todo = [j for j in jobs if j.wav_out not in done]
     if not todo:
         return
-    Path(todo[0].wav_out).parent.mkdir(parents=True, exist_ok=True)
+    for d in {Path(j.wav_out).parent for j in todo}:
+        d.mkdir(parents=True, exist_ok=True)
     audio_s = 0.0
     with Pool(workers) as pool, manifest.open("a") as mf:
         bar = tqdm(pool.imap_unordered(run_job, todo, chunksize=8), total=len(todo), desc=desc, unit=" utt")
@@ -308,11 +314,13 @@ def main() -> None:
     n_tts = min(len(train_txt), int(args.hours * 3600 / args.avg_utt_s))
     train_jobs = tts_jobs(train_txt[:n_tts], "train", True, 0)
     pool = fsdd_files(args.fsdd, FSDD_TRAIN_SPEAKERS)
+    frng = random.Random(args.seed + 1)  # independent of --hours, so FSDD items stay stable
     for k in range(args.fsdd_train_items):
-        spk = rng.choice(FSDD_TRAIN_SPEAKERS)
-        files = rng.sample([p for p in pool if f"_{spk}_" in p.name], rng.choice((1, 1, 2, 3, 4, 5)))
-        train_jobs.append(Job(n_tts + k, " ".join(fsdd_text(p) for p in files), "fsdd", spk,
-                              str(out / "train" / f"{n_tts + k:06d}.wav"), True, 5 * 10**6 + k,
+        spk = frng.choice(FSDD_TRAIN_SPEAKERS)
+        files = frng.sample([p for p in pool if f"_{spk}_" in p.name], frng.choice((1, 1, 2, 3, 4, 5)))
+        # Own folder and numbering: growing --hours later must not rename these.
+        train_jobs.append(Job(k, " ".join(fsdd_text(p) for p in files), "fsdd", spk,
+                              str(out / "train_fsdd" / f"{k:06d}.wav"), True, 5 * 10**6 + k,
                               fsdd_files=tuple(map(str, files))))
     run_jobs(train_jobs, out / "train.jsonl", args.workers, "train", args.max_dur)
 

@@ -228,6 +228,7 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
         "optim": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 1e-3},
     }
     if args.hybrid:
+        cfg["model_defaults"] = {"enc_hidden": args.d_model, "pred_hidden": 320, "joint_hidden": 320}
         cfg["decoder"] = {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",
             "normalization_mode": None,

@@ -195,37 +195,37 @@ def cmd_train(args: argparse.Namespace) -> None:
     durations = [r["duration"] for r in rows]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
 
-    step, epoch, batch_pos, best_wer = 0, 0, 0, float("inf")
+    # best = (val WER, val CER): WER decides, CER breaks ties while WER is still ~100 %.
+    step, epoch, batch_pos, best = 0, 0, 0, (float("inf"), float("inf"))
     last = run / "last.pt"
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optim"])
-        step, epoch, batch_pos, best_wer = ck["step"], ck["epoch"], ck["batch_pos"], ck["best_wer"]
-        log(f"resumed from {last}: step {step}, epoch {epoch}, batch {batch_pos}, best val WER {best_wer:.3f}")
+        step, epoch, batch_pos, best = ck["step"], ck["epoch"], ck["batch_pos"], tuple(ck["best"])
+        log(f"resumed from {last}: step {step}, epoch {epoch}, batch {batch_pos}, best val WER/CER {best}")
     log(f"train: {len(rows)} utts, {sum(durations) / 3600:.2f} h; val: {len(val_rows)} utts; device {device}; "
         f"args {vars(args)}")
 
     def checkpoint() -> None:
         save_atomic({"model": model.state_dict(), "optim": opt.state_dict(), "step": step, "epoch": epoch,
-                     "batch_pos": batch_pos, "best_wer": best_wer, "args": {k: str(v) for k, v in vars(args).items()}},
+                     "batch_pos": batch_pos, "best": best, "args": {k: str(v) for k, v in vars(args).items()}},
                     last)
 
     def run_validation() -> None:
-        nonlocal best_wer
+        nonlocal best
         t0 = time.time()
         m = validate(model, val_rows)
-        improved = m["wer"] < best_wer or (m["wer"] == best_wer and m["cer"] < best_cer[0])
+        improved = (m["wer"], m["cer"]) < best
         log(f"VAL step {step} WER {100 * m['wer']:.1f}% CER {100 * m['cer']:.1f}% exact {100 * m['exact']:.1f}% "
             f"({time.time() - t0:.0f} s){' best' if improved else ''}")
         with (run / "metrics.jsonl").open("a") as f:
             f.write(json.dumps({"step": step, "time": time.time(), **m}) + "\n")
         if improved:
-            best_wer, best_cer[0] = m["wer"], m["cer"]
+            best = (m["wer"], m["cer"])
             save_atomic({"model": model.state_dict(), "step": step, **m}, run / "best.pt")
             model.save_to(str(run / "best.nemo"))
 
-    best_cer = [float("inf")]
     t_ckpt = t_val = time.time()
     loss_sum, n_sum, t_log, audio_sum = 0.0, 0, time.time(), 0.0
     model.train()
@@ -245,7 +245,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             opt.step()
             step += 1
             batch_pos += 1
-            loss_sum += float(loss)
+            loss_sum += loss.item()
             n_sum += 1
             audio_sum += float(a_len.sum()) / 16000
             if step % args.log_every == 0:
@@ -263,8 +263,8 @@ def cmd_train(args: argparse.Namespace) -> None:
                 break
         else:
             epoch, batch_pos = epoch + 1, 0
-    checkpoint()
     run_validation()
+    checkpoint()
     log("max steps reached")
 
 
@@ -290,7 +290,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         times.append(time.time() - t0)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     log(f"bench {encoder_overrides(args) or 'config'}: {params:.2f} M params, batch {n} x {args.bench_utt_s} s: "
-        f"{np.median(times[1:]):.2f} s/step (median of {len(times) - 1})")
+        f"{np.median(times[1:]):.2f} s/step median, {min(times[1:]):.2f} min of {len(times) - 1} "
+        "(min is the best estimate on a shared machine)")
 
 
 def main() -> None:

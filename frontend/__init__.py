@@ -1,0 +1,1 @@
+"""ddx-stt frontend: the Deepgram-compatible WebSocket service in front of Triton."""

@@ -1,0 +1,268 @@
+"""Every frame the server sends, as frozen dataclasses: the one module that builds them.
+
+`to_dict()` gives the Deepgram-shaped JSON object (validated by
+`schemas/asr-frame.schema.json` in the tests), `to_json()` the text frame. Times are seconds of
+audio from the connection's first byte, rounded to milliseconds; confidences to 4 decimals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+logger = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1 << 20
+"""The Deepgram Python SDK (websockets' default `max_size`) drops the connection on a bigger
+message, so no frame may reach 1 MiB."""
+
+ConfigureFailureCode = Literal[
+    "CONFIGURE_KEYTERMS_NOT_SUPPORTED", "CONFIGURE_KEYTERM_LIMIT_EXCEEDED",
+    "CONFIGURE_ALREADY_PENDING", "CONFIGURE_INTERNAL_ERROR",
+]
+
+
+def _seconds(value: float) -> float:
+    return max(0.0, round(value, 3))
+
+
+def _probability(value: float) -> float:
+    return round(value, 4)
+
+
+def _dumps(payload: Mapping[str, Any]) -> str:
+    # allow_nan=False: NaN is not JSON; a NaN here is a bug to surface, not to send.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def iso_timestamp(moment: datetime) -> str:
+    """`2025-01-01T00:00:00.123Z`: UTC, milliseconds, `Z` (the SDK parses it as datetime)."""
+    if moment.tzinfo is None:
+        raise ValueError("created must be timezone-aware")
+    utc = moment.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The identity of the model that produced a transcript (Deepgram `model_info`)."""
+
+    uuid: str
+    name: str
+    version: str
+    arch: str
+
+    def info(self) -> dict[str, str]:
+        """`{name, version, arch}`."""
+        return {"name": self.name, "version": self.version, "arch": self.arch}
+
+
+class _Frame(ABC):
+    type: ClassVar[str]
+    """The frame's `type` field (also handy as a metrics label)."""
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the frame."""
+
+    def to_json(self) -> str:
+        """The text frame (compact JSON, UTF-8, always < `MAX_FRAME_BYTES`)."""
+        return _dumps(self.to_dict())
+
+
+@dataclass(frozen=True)
+class MetadataFrame(_Frame):
+    """`Metadata`: sent at open (duration 0, hash of nothing) and as the last frame."""
+
+    type: ClassVar[str] = "Metadata"
+
+    request_id: str
+    created: datetime
+    duration: float
+    channels: int
+    sha256: str
+    model: ModelInfo
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram `Metadata` object."""
+        return {
+            "type": self.type,
+            "transaction_key": "deprecated",
+            "request_id": self.request_id,
+            "sha256": self.sha256,
+            "created": iso_timestamp(self.created),
+            "duration": _seconds(self.duration),
+            "channels": self.channels,
+            "models": [self.model.uuid],
+            "model_info": {self.model.uuid: self.model.info()},
+        }
+
+
+@dataclass(frozen=True)
+class ResultWord:
+    """One word of a `Results` alternative."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float
+    punctuated_word: str
+    speaker: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram word object (`speaker` only with diarize)."""
+        out: dict[str, Any] = {
+            "word": self.word,
+            "start": _seconds(self.start),
+            "end": _seconds(self.end),
+            "confidence": _probability(self.confidence),
+            "punctuated_word": self.punctuated_word,
+        }
+        if self.speaker is not None:
+            out["speaker"] = self.speaker
+        return out
+
+
+@dataclass(frozen=True)
+class ResultsFrame(_Frame):
+    """`Results` for the span [start, start + duration) of one channel."""
+
+    type: ClassVar[str] = "Results"
+
+    request_id: str
+    model: ModelInfo
+    channel: int
+    channels: int
+    start: float
+    duration: float
+    is_final: bool
+    speech_final: bool
+    from_finalize: bool
+    transcript: str
+    confidence: float
+    words: tuple[ResultWord, ...]
+    extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram `Results` object.
+
+        `start` and `start + duration` are rounded separately (duration is their difference),
+        so a final's rounded end equals the next segment's rounded start exactly.
+        """
+        start = _seconds(self.start)
+        end = _seconds(self.start + self.duration)
+        metadata: dict[str, Any] = {
+            "request_id": self.request_id,
+            "model_info": self.model.info(),
+            "model_uuid": self.model.uuid,
+        }
+        if self.extra:
+            metadata["extra"] = dict(self.extra)
+        return {
+            "type": self.type,
+            "channel_index": [self.channel, self.channels],
+            "duration": _seconds(end - start),
+            "start": start,
+            "is_final": self.is_final,
+            "speech_final": self.speech_final,
+            "from_finalize": self.from_finalize,
+            "channel": {"alternatives": [{
+                "transcript": self.transcript,
+                "confidence": _probability(self.confidence),
+                "words": [word.to_dict() for word in self.words],
+            }]},
+            "metadata": metadata,
+        }
+
+    def to_json(self) -> str:
+        """The text frame; drops trailing words (logged) in the unlikely case of >= 1 MiB."""
+        text = _dumps(self.to_dict())
+        if len(text.encode("utf-8")) < MAX_FRAME_BYTES:
+            return text
+        frame = self
+        while len(text.encode("utf-8")) >= MAX_FRAME_BYTES:
+            if frame.words:
+                frame = replace(frame, words=frame.words[: len(frame.words) // 2])
+            else:
+                frame = replace(frame, transcript=frame.transcript[: len(frame.transcript) // 2])
+            text = _dumps(frame.to_dict())
+        logger.warning("request %s: Results frame over 1 MiB, kept %d of %d words",
+                       self.request_id, len(frame.words), len(self.words))
+        return text
+
+
+@dataclass(frozen=True)
+class SpeechStartedFrame(_Frame):
+    """`SpeechStarted` (vad_events): speech onset detected at `timestamp`."""
+
+    type: ClassVar[str] = "SpeechStarted"
+
+    channel: int
+    channels: int
+    timestamp: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram `SpeechStarted` object."""
+        return {"type": self.type, "channel": [self.channel, self.channels],
+                "timestamp": _seconds(self.timestamp)}
+
+
+@dataclass(frozen=True)
+class UtteranceEndFrame(_Frame):
+    """`UtteranceEnd` (utterance_end_ms + interim_results): a word gap after `last_word_end`."""
+
+    type: ClassVar[str] = "UtteranceEnd"
+
+    channel: int
+    channels: int
+    last_word_end: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram `UtteranceEnd` object."""
+        return {"type": self.type, "channel": [self.channel, self.channels],
+                "last_word_end": _seconds(self.last_word_end)}
+
+
+@dataclass(frozen=True)
+class ErrorFrame(_Frame):
+    """`Error`, sent before an error close; `message` echoes a rejected client text."""
+
+    type: ClassVar[str] = "Error"
+
+    variant: str
+    description: str
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram SDK 7 `Error` object."""
+        out: dict[str, Any] = {"type": self.type, "variant": self.variant,
+                               "description": self.description}
+        if self.message is not None:
+            out["message"] = self.message
+        return out
+
+
+@dataclass(frozen=True)
+class ConfigureFailureFrame(_Frame):
+    """`ConfigureFailure`: the answer to a `Configure` control message."""
+
+    type: ClassVar[str] = "ConfigureFailure"
+
+    request_id: str
+    code: ConfigureFailureCode
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram SDK 7 `ConfigureFailure` object."""
+        return {"type": self.type, "request_id": self.request_id, "code": self.code,
+                "description": self.description}
+
+
+Frame = (MetadataFrame | ResultsFrame | SpeechStartedFrame | UtteranceEndFrame | ErrorFrame
+         | ConfigureFailureFrame)

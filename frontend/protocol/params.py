@@ -1,0 +1,205 @@
+"""Query parameters of `/v1/listen`: the one place that parses them.
+
+Deepgram SDKs put every option in the query string, as strings. Unknown names are ignored (SDK
+users pass extras such as `words=true` or `mip_opt_out`); a malformed value of a known name is
+rejected with 400 "Invalid query string." before the upgrade (`InvalidQuery`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from frontend.protocol.errors import InvalidQuery
+
+DEFAULT_ENDPOINTING_MS = 10
+"""Deepgram's default: finalise after 10 ms of VAD silence."""
+
+LATENCY_NAMES = ("low", "balanced", "accurate")
+_LATENCY_PROFILE = re.compile(r"la\d+")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+_EMPTY_EXTRA: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ListenParams:
+    """The options of one live connection, typed.
+
+    Implemented: `model`, `language`, `encoding`, `sample_rate`, `channels`, `multichannel`,
+    `interim_results`, `endpointing`, `utterance_end_ms`, `vad_events`, `punctuate`,
+    `smart_format` (= punctuate + numerals here), `numerals`, `diarize` (every word gets
+    `speaker: 0`: no diarizer is served), `filler_words`, `extra` (echoed in
+    `Results.metadata.extra`), `no_delay` and `ddx_latency` (below).
+
+    Accepted and validated but without effect (the served models cannot honour them):
+    `version`, `profanity_filter`, `dictation`, `keywords`, `keyterm`, `tag`, `search`,
+    `replace`, `redact`, `language_hint`.
+
+    Latency profile: `ddx_latency` picks the look-ahead of the served ensemble, either by name
+    (`la1`, `la6`, `la13`: N encoder frames of right context) or by intent: `low` (smallest
+    look-ahead served), `accurate` (largest), `balanced` (the middle one; the lower of the
+    two middle ones when the count is even). Without `ddx_latency`, `no_delay=true` picks the
+    lowest look-ahead; with neither, the profile marked `default` in the manifests is used.
+    """
+
+    model: str | None = None
+    language: str = "en"
+    version: str | None = None
+    encoding: str | None = None
+    """None = container audio, sniffed by the normaliser."""
+    sample_rate: int | None = None
+    channels: int = 1
+    multichannel: bool = False
+    interim_results: bool = False
+    endpointing: int | None = DEFAULT_ENDPOINTING_MS
+    """Milliseconds of silence that end an utterance; None = disabled (`false`, `0`, `no`)."""
+    utterance_end_ms: int | None = None
+    vad_events: bool = False
+    punctuate: bool = False
+    smart_format: bool = False
+    numerals: bool = False
+    profanity_filter: bool = False
+    diarize: bool = False
+    filler_words: bool = False
+    dictation: bool = False
+    no_delay: bool = False
+    ddx_latency: str | None = None
+    """`la<N>`, `low`, `balanced` or `accurate` (lower-cased); see the class docstring."""
+    keywords: tuple[str, ...] = ()
+    keyterm: tuple[str, ...] = ()
+    tag: tuple[str, ...] = ()
+    search: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    redact: tuple[str, ...] = ()
+    language_hint: tuple[str, ...] = ()
+    extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY_EXTRA)
+
+    @property
+    def formats_numbers(self) -> bool:
+        """Spelled-out numbers become digits (`numerals` or `smart_format`)."""
+        return self.numerals or self.smart_format
+
+    @property
+    def punctuates(self) -> bool:
+        """Capitalisation and sentence-final periods (`punctuate` or `smart_format`)."""
+        return self.punctuate or self.smart_format
+
+
+def _values(query: Mapping[str, str], name: str) -> list[str]:
+    # aiohttp hands us a MultiDictProxy (repeated keys kept, read with getall); plain
+    # mappings hold one value per key.
+    getall = getattr(query, "getall", None)
+    if getall is not None:
+        return [str(v) for v in getall(name, [])]
+    return [query[name]] if name in query else []
+
+
+def _first(query: Mapping[str, str], name: str) -> str | None:
+    values = _values(query, name)
+    return values[0].strip() if values else None
+
+
+def _bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = _first(query, name)
+    if raw is None or raw == "":
+        return default
+    value = raw.lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidQuery(f"{name}={raw!r}: expected true or false")
+
+
+def _int(query: Mapping[str, str], name: str, minimum: int) -> int | None:
+    raw = _first(query, name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidQuery(f"{name}={raw!r}: expected an integer") from None
+    if value < minimum:
+        raise InvalidQuery(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def _endpointing(query: Mapping[str, str]) -> int | None:
+    raw = _first(query, "endpointing")
+    if raw is None or raw == "":
+        return DEFAULT_ENDPOINTING_MS
+    lowered = raw.lower()
+    if lowered in _FALSE:  # "0" too: it reads as false, like in every boolean here
+        return None
+    if lowered in ("true", "yes"):  # not "1": that is one millisecond
+        return DEFAULT_ENDPOINTING_MS
+    return _int(query, "endpointing", minimum=0)
+
+
+def _latency(query: Mapping[str, str]) -> str | None:
+    raw = _first(query, "ddx_latency")
+    if raw is None or raw == "":
+        return None
+    value = raw.lower()
+    if value in LATENCY_NAMES or _LATENCY_PROFILE.fullmatch(value):
+        return value
+    raise InvalidQuery(f"ddx_latency={raw!r}: expected la<N>, low, balanced or accurate")
+
+
+def _extra(query: Mapping[str, str]) -> Mapping[str, str]:
+    pairs: dict[str, str] = {}
+    for raw in _values(query, "extra"):
+        key, sep, value = raw.partition(":")
+        if not sep or not key:
+            raise InvalidQuery(f"extra={raw!r}: expected key:value")
+        pairs[key] = value
+    return MappingProxyType(pairs) if pairs else _EMPTY_EXTRA
+
+
+def _text(query: Mapping[str, str], name: str) -> str | None:
+    raw = _first(query, name)
+    return raw or None
+
+
+def parse_listen_params(query: Mapping[str, str]) -> ListenParams:
+    """Parse the query of a live request; raise `InvalidQuery` for a malformed known value.
+
+    `query` is a plain mapping or aiohttp's `MultiDictProxy` (then repeated `keyterm`,
+    `keywords`, `tag`, `search`, `replace`, `extra`, `redact`, `language_hint` are all kept;
+    for single-valued names the first occurrence wins, as with `request.query.get`).
+    Booleans accept `true/false/1/0/yes/no` in any case; an empty value means the default.
+    """
+    encoding = _text(query, "encoding")
+    return ListenParams(
+        model=_text(query, "model"),
+        language=_text(query, "language") or "en",
+        version=_text(query, "version"),
+        encoding=encoding.lower() if encoding else None,
+        sample_rate=_int(query, "sample_rate", minimum=1),
+        channels=_int(query, "channels", minimum=1) or 1,
+        multichannel=_bool(query, "multichannel"),
+        interim_results=_bool(query, "interim_results"),
+        endpointing=_endpointing(query),
+        utterance_end_ms=_int(query, "utterance_end_ms", minimum=0),
+        vad_events=_bool(query, "vad_events"),
+        punctuate=_bool(query, "punctuate"),
+        smart_format=_bool(query, "smart_format"),
+        numerals=_bool(query, "numerals"),
+        profanity_filter=_bool(query, "profanity_filter"),
+        diarize=_bool(query, "diarize"),
+        filler_words=_bool(query, "filler_words"),
+        dictation=_bool(query, "dictation"),
+        no_delay=_bool(query, "no_delay"),
+        ddx_latency=_latency(query),
+        keywords=tuple(_values(query, "keywords")),
+        keyterm=tuple(_values(query, "keyterm")),
+        tag=tuple(_values(query, "tag")),
+        search=tuple(_values(query, "search")),
+        replace=tuple(_values(query, "replace")),
+        redact=tuple(_values(query, "redact")),
+        language_hint=tuple(_values(query, "language_hint")),
+        extra=_extra(query),
+    )

@@ -1,0 +1,2 @@
+"""The sans-I/O Deepgram session (`core.Session`) and its helpers: chunking, token-to-word
+assembly, formatting."""

@@ -1,0 +1,134 @@
+"""Triton Python backend: streaming log-mel front end of one look-ahead profile.
+
+Per request (one Triton sequence per audio stream): ``AUDIO``/``AUDIO_LEN`` samples and the
+``FLUSH`` flag in; out come 0..``max_chunks`` encoder-ready chunks (``FEATURES`` padded to a
+fixed shape so the sequence batcher can batch every request, ``NUM_CHUNKS`` valid), the
+stream time of their first encoder frame (``CHUNK_START``) and how many of their encoder
+frames cover real audio (``VALID_FRAMES``). END flushes, then frees the sequence's state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from backend import LiveSequencesGauge, answer_each, error_response, input_reader  # noqa: E402
+from chunker import ChunkGeometry, FeatureStream  # noqa: E402
+from model_config import (  # noqa: E402
+    ConfigError,
+    expect_dims,
+    expect_sequence_batching,
+    has_tensor,
+    parameter,
+    tensor_dims,
+)
+from sequence_state import SequenceStore, UnknownSequence, read_control  # noqa: E402
+from streaming_mel import MelConfig  # noqa: E402
+
+
+class TritonPythonModel:
+    """Streaming feature extractor with per-correlation-ID state."""
+
+    def initialize(self, args: dict[str, Any]) -> None:
+        """Load ``features.npz`` and check that the config matches it."""
+        cfg = json.loads(args["model_config"])
+        self.name = cfg["name"]
+        self.log = pb_utils.Logger
+        expect_sequence_batching(cfg)
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        self.mel_cfg = MelConfig.from_npz(version_dir / parameter(cfg, "features_npz", str))
+        self.geometry = ChunkGeometry(
+            chunk_frames=parameter(cfg, "chunk_frames", int),
+            pre_encode_frames=parameter(cfg, "pre_encode_frames", int),
+            subsampling=parameter(cfg, "subsampling", int),
+            fill=parameter(cfg, "pre_encode_fill", float),
+        )
+        hop = self.mel_cfg.hop_length
+        self.first_chunk_samples = self.geometry.chunk_frames * hop - hop + self.mel_cfg.lookahead_samples
+        expect_dims(cfg, "input", "AUDIO", "TYPE_FP32", [self.first_chunk_samples])
+        expect_dims(cfg, "input", "AUDIO_LEN", "TYPE_INT32", [1])
+        expect_dims(cfg, "input", "FLUSH", "TYPE_INT32", [1])
+        feats = tensor_dims(cfg, "output", "FEATURES", "TYPE_FP32")
+        if feats[1:] != [self.mel_cfg.n_mels, self.geometry.window] or feats[0] < 1:
+            raise ConfigError(
+                f"{self.name}: FEATURES dims {feats}, expected [max_chunks, {self.mel_cfg.n_mels}, "
+                f"{self.geometry.window}]"
+            )
+        self.max_chunks = feats[0]
+        # Targets whose encoder keeps its caches as Triton implicit state run it once per
+        # request, so each request must bring exactly one chunk (and its length input).
+        self.exactly_one_chunk = parameter(cfg, "exactly_one_chunk", int) == 1
+        self.emit_length = has_tensor(cfg, "output", "LENGTH")
+        if self.emit_length:
+            expect_dims(cfg, "output", "LENGTH", "TYPE_INT64", [1])
+        if self.exactly_one_chunk and self.max_chunks != 1:
+            raise ConfigError(f"{self.name}: exactly_one_chunk needs FEATURES dims [1, ...]")
+        for out, dtype in (("NUM_CHUNKS", "TYPE_INT32"), ("CHUNK_START", "TYPE_FP32"), ("VALID_FRAMES", "TYPE_INT32")):
+            expect_dims(cfg, "output", out, dtype, [1])
+        self.streams: SequenceStore[FeatureStream] = SequenceStore(
+            lambda: FeatureStream(self.mel_cfg, self.geometry),
+            ttl_s=parameter(cfg, "sequence_ttl_s", float),
+            log=lambda m: self.log.log_warn(f"{self.name}: {m}"),
+        )
+        self.live = LiveSequencesGauge(self.name)
+        self.log.log_info(
+            f"{self.name}: chunk {self.geometry.chunk_frames} frames, first request "
+            f"{self.first_chunk_samples} samples, up to {self.max_chunks} chunks per request"
+        )
+
+    def execute(self, requests: list[Any]) -> list[Any]:
+        """One response per request, in order; a failed request gets an error response."""
+        responses = answer_each(requests, self._one, self.name)
+        self.streams.sweep()
+        self.live.set(len(self.streams))
+        return responses
+
+    def _one(self, request: Any) -> Any:
+        tensor = input_reader(request)
+        ctl = read_control(tensor)
+        try:
+            stream = self.streams.acquire(ctl)
+        except UnknownSequence:
+            return error_response(f"{self.name}: corrid={ctl.corrid}: no state (START missing or sequence expired)")
+        n = int(tensor("AUDIO_LEN").reshape(-1)[0])
+        if not 0 <= n <= self.first_chunk_samples:
+            self.streams.release(ctl.corrid)
+            return error_response(f"{self.name}: corrid={ctl.corrid}: AUDIO_LEN={n} outside 0..{self.first_chunk_samples}")
+        flush = bool(tensor("FLUSH").reshape(-1)[0]) or ctl.end
+        chunks = stream.process(tensor("AUDIO").reshape(-1)[:n], flush)
+        if ctl.end:
+            self.streams.release(ctl.corrid)
+        k = chunks.features.shape[0]
+        if self.exactly_one_chunk and k != 1:
+            self.streams.release(ctl.corrid)
+            return error_response(
+                f"{self.name}: corrid={ctl.corrid}: {k} chunks; this target needs exactly one chunk per "
+                "request (first_chunk_samples, then chunk_samples, FLUSH only on a partial chunk)"
+            )
+        if k > self.max_chunks:
+            # Cannot happen with AUDIO_LEN <= first_chunk_samples (see the builder); the state
+            # is no longer in step with the encoder, so the sequence must restart.
+            self.streams.release(ctl.corrid)
+            return error_response(f"{self.name}: corrid={ctl.corrid}: {k} chunks > max_chunks={self.max_chunks}")
+        feats = np.zeros((1, self.max_chunks, *chunks.features.shape[1:]), np.float32)
+        feats[0, :k] = chunks.features
+        outputs = [
+            pb_utils.Tensor("FEATURES", feats),
+            pb_utils.Tensor("NUM_CHUNKS", np.array([[k]], np.int32)),
+            pb_utils.Tensor("CHUNK_START", np.array([[chunks.start_s]], np.float32)),
+            pb_utils.Tensor("VALID_FRAMES", np.array([[chunks.valid_frames]], np.int32)),
+        ]
+        if self.emit_length:
+            outputs.append(pb_utils.Tensor("LENGTH", np.array([[self.geometry.window]], np.int64)))
+        return pb_utils.InferenceResponse(output_tensors=outputs)
+
+    def finalize(self) -> None:
+        """Drop every state."""
+        self.log.log_info(f"{self.name}: finalize with {len(self.streams)} live sequences")

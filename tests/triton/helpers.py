@@ -1,0 +1,211 @@
+"""Shared pieces of the Triton tests: audio, request plans, a raw contract client, a reference.
+
+The reference runs the same exported files without Triton (feature chunker, onnxruntime,
+greedy CTC written out again here) so that the tests can tell the Triton wiring and its
+per-sequence state apart from the numerics.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO / "models" / "embedded"
+FIXTURES = REPO / "tests" / "fixtures"
+TEMPLATES = REPO / "model_repository" / "templates"
+OUTPUTS = ("CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF")
+
+# The feature chunker ships inside the Triton model folder; the tests import it from there.
+sys.path.insert(0, str(TEMPLATES / "features"))
+
+from chunker import ChunkGeometry, FeatureStream  # noqa: E402
+from streaming_mel import MelConfig  # noqa: E402
+
+
+def load_wav(name: str) -> np.ndarray:
+    """A 16 kHz mono 16-bit fixture as float32 in [-1, 1]."""
+    with wave.open(str(FIXTURES / name)) as w:
+        assert w.getframerate() == 16000 and w.getnchannels() == 1 and w.getsampwidth() == 2
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768.0
+
+
+def model_manifest() -> dict[str, Any]:
+    """The exported model's manifest."""
+    return json.loads((MODEL_DIR / "manifest.json").read_text())
+
+
+@dataclass(frozen=True)
+class Step:
+    """One request of a plan."""
+
+    audio: np.ndarray
+    flush: bool = False
+
+
+def plan(audio: np.ndarray, profile: dict[str, Any], flush_after: int | None = None) -> list[Step]:
+    """Requests as the frontend sends them: ``first_chunk_samples``, then ``chunk_samples``.
+
+    With ``flush_after`` the request after that many samples carries FLUSH, and the next
+    one is a first request again (``first_chunk_samples``).
+    """
+    first, size = profile["first_chunk_samples"], profile["chunk_samples"]
+    steps: list[Step] = []
+    pos, width = 0, first
+    while pos < len(audio):
+        n = width
+        flush = False
+        if flush_after is not None and pos < flush_after <= pos + n:
+            n, flush = flush_after - pos, True
+        steps.append(Step(audio[pos : pos + n], flush))
+        pos += n
+        width = first if flush else size
+    return steps
+
+
+@dataclass(frozen=True)
+class Response:
+    """One ensemble response (plain Python values)."""
+
+    chunk_start: float
+    num_frames: int
+    tokens: list[int]
+    token_frames: list[int]
+    token_conf: list[float]
+
+
+def request(model: str, sequence_id: int, width: int, step: Step, start: bool, end: bool, rid: str) -> dict:
+    """A ``stream_infer`` request dict following docs/triton-contract.md."""
+    import tritonclient.grpc as grpcclient
+
+    audio = np.zeros((1, width), np.float32)
+    audio[0, : len(step.audio)] = step.audio
+    inputs = [
+        grpcclient.InferInput("AUDIO", [1, width], "FP32"),
+        grpcclient.InferInput("AUDIO_LEN", [1, 1], "INT32"),
+        grpcclient.InferInput("FLUSH", [1, 1], "INT32"),
+    ]
+    inputs[0].set_data_from_numpy(audio)
+    inputs[1].set_data_from_numpy(np.array([[len(step.audio)]], np.int32))
+    inputs[2].set_data_from_numpy(np.array([[int(step.flush)]], np.int32))
+    return {
+        "model_name": model,
+        "inputs": inputs,
+        "outputs": [grpcclient.InferRequestedOutput(n) for n in OUTPUTS],
+        "request_id": rid,
+        "sequence_id": sequence_id,
+        "sequence_start": start,
+        "sequence_end": end,
+    }
+
+
+def parse(result: Any) -> Response:
+    """Check output shapes and types, return plain values."""
+    out = {n: result.as_numpy(n) for n in OUTPUTS}
+    assert out["CHUNK_START"].shape == (1, 1) and out["CHUNK_START"].dtype == np.float32
+    assert out["NUM_FRAMES"].shape == (1, 1) and out["NUM_FRAMES"].dtype == np.int32
+    k = out["TOKENS"].shape[1]
+    assert out["TOKENS"].shape == out["TOKEN_FRAMES"].shape == out["TOKEN_CONF"].shape == (1, k)
+    assert out["TOKENS"].dtype == out["TOKEN_FRAMES"].dtype == np.int32
+    assert out["TOKEN_CONF"].dtype == np.float32
+    return Response(
+        chunk_start=float(out["CHUNK_START"][0, 0]),
+        num_frames=int(out["NUM_FRAMES"][0, 0]),
+        tokens=out["TOKENS"][0].tolist(),
+        token_frames=out["TOKEN_FRAMES"][0].tolist(),
+        token_conf=out["TOKEN_CONF"][0].tolist(),
+    )
+
+
+async def stream(
+    client: Any, model: str, sequence_id: int, width: int, steps: list[Step], end: bool = True
+) -> list[Response]:
+    """Send ``steps`` as one sequence on one gRPC stream; responses in request order."""
+
+    async def requests():  # type: ignore[no-untyped-def]
+        for i, step in enumerate(steps):
+            yield request(model, sequence_id, width, step, i == 0, end and i == len(steps) - 1, str(i))
+
+    got: dict[str, Response] = {}
+    async for result, error in client.stream_infer(requests()):
+        if error is not None:
+            raise error
+        got[result.get_response().id] = parse(result)
+        if len(got) == len(steps):
+            break
+    return [got[str(i)] for i in range(len(steps))]
+
+
+class Reference:
+    """The exported model run without Triton: same chunker, onnxruntime, greedy CTC."""
+
+    def __init__(self, profile_name: str) -> None:
+        import onnxruntime as ort
+
+        self.manifest = model_manifest()
+        self.profile = self.manifest["profiles"][profile_name]
+        p = self.profile
+        self.geometry = ChunkGeometry(
+            chunk_frames=p["chunk_frames"],
+            pre_encode_frames=p["pre_encode_cache_size"],
+            subsampling=self.manifest["subsampling_factor"],
+            fill=self.manifest["features"]["pre_encode_fill"],
+        )
+        self.mel_cfg = MelConfig.from_npz(MODEL_DIR / "features.npz")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(str(MODEL_DIR / p["onnx"]["ctc"]), opts)
+
+    def run(self, steps: list[Step]) -> list[Response]:
+        """Responses the ensemble should give for ``steps`` (sequence ended after the last)."""
+        p, blank = self.profile, self.manifest["blank_id"]
+        features = FeatureStream(self.mel_cfg, self.geometry)
+        channel = np.zeros([1, *p["cache_last_channel"]], np.float32)
+        time_ = np.zeros([1, *p["cache_last_time"]], np.float32)
+        length = np.zeros([1], np.int64)
+        previous = blank
+        out = []
+        for i, step in enumerate(steps):
+            chunks = features.process(step.audio, step.flush or i == len(steps) - 1)
+            rows = []
+            for chunk in chunks.features:
+                lp, _, channel, time_, length = self.session.run(
+                    None,
+                    {
+                        "audio_signal": chunk[None],
+                        "length": np.array([chunk.shape[1]], np.int64),
+                        "cache_last_channel": channel,
+                        "cache_last_time": time_,
+                        "cache_last_channel_len": length,
+                    },
+                )
+                rows.append(lp[0])
+            tokens, frames, conf = [], [], []
+            for f, row in enumerate(np.concatenate(rows) if rows else []):
+                best = int(row.argmax())
+                if best != blank and best != previous:
+                    tokens.append(best)
+                    frames.append(min(f, max(chunks.valid_frames - 1, 0)))
+                    conf.append(float(np.exp(row[best])))
+                previous = best
+            if step.flush:
+                previous = blank
+            out.append(Response(chunks.start_s, chunks.valid_frames, tokens, frames, conf))
+        return out
+
+
+def assert_same(got: list[Response], want: list[Response]) -> None:
+    """Equal tokens, frames, clocks; confidences within float32 noise."""
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert g.num_frames == w.num_frames, i
+        assert g.chunk_start == np.float32(w.chunk_start), i
+        assert g.tokens == w.tokens, i
+        assert g.token_frames == w.token_frames, i
+        np.testing.assert_allclose(g.token_conf, w.token_conf, rtol=1e-5, atol=1e-6)

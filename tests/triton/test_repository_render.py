@@ -1,0 +1,167 @@
+"""``scripts/build_model_repository.py``: every target renders, strictly, into configs that
+Triton's own protobuf schema accepts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from scripts.build_model_repository import (
+    MARKER,
+    TARGETS,
+    TEMPLATES,
+    RenderError,
+    build_repository,
+    render,
+)
+from tests.triton.helpers import MODEL_DIR, model_manifest
+
+CONTRACT_KEYS = {
+    "model", "profile", "lookahead_ms", "display_name", "version", "uuid", "arch", "languages",
+    "sample_rate", "chunk_samples", "first_chunk_samples", "frame_shift_s", "vocabulary", "blank_id",
+    "word_boundary", "default",
+}
+
+
+def parse_config(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_renders_valid_configs(target: str, tmp_path: Path) -> None:
+    names = build_repository(target, [MODEL_DIR], tmp_path / "repo")
+    profiles = model_manifest()["profiles"]
+    assert names == [f"asr_embedded_{p}" for p in profiles]
+    configs = sorted((tmp_path / "repo").glob("*/config.pbtxt"))
+    assert len(configs) == 4 * len(profiles)
+    for path in configs:
+        text = path.read_text()
+        assert "${" not in text, path
+        config = parse_config(path)
+        assert config.name == path.parent.name
+        assert config.max_batch_size > 0
+        if config.platform != "ensemble":
+            seq = config.sequence_batching
+            assert seq.HasField("oldest") and seq.max_sequence_idle_microseconds > 10_000_000
+            controls = {c.name for c in seq.control_input}
+            assert controls == {"START", "END", "READY", "CORRID"}
+            corrid = next(c for c in seq.control_input if c.name == "CORRID").control[0]
+            assert corrid.data_type == model_config_pb2.TYPE_UINT64
+    for path in (tmp_path / "repo").rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".pbtxt"):
+            assert "${" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_ensemble_manifest_follows_the_contract(target: str, tmp_path: Path) -> None:
+    build_repository(target, [MODEL_DIR], tmp_path / "repo")
+    model = model_manifest()
+    for name, facts in model["profiles"].items():
+        config = parse_config(tmp_path / "repo" / f"asr_embedded_{name}" / "config.pbtxt")
+        manifest = json.loads(config.parameters["manifest"].string_value)
+        assert CONTRACT_KEYS <= set(manifest)
+        assert manifest["vocabulary"] == model["vocabulary"]  # "▁" survives the escaping
+        assert manifest["chunk_samples"] == facts["chunk_samples"]
+        audio = next(i for i in config.input if i.name == "AUDIO")
+        assert list(audio.dims) == [facts["first_chunk_samples"]]
+        assert {o.name for o in config.output} == {"CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF"}
+
+
+def test_embedded_encoder_state_lives_in_the_model(tmp_path: Path) -> None:
+    build_repository("embedded", [MODEL_DIR], tmp_path / "repo", profiles=["la13"])
+    encoder = parse_config(tmp_path / "repo" / "embedded_la13_encoder" / "config.pbtxt")
+    assert encoder.backend == "python" and not encoder.sequence_batching.state
+    files = {p.name for p in (tmp_path / "repo" / "embedded_la13_encoder" / "1").iterdir()}
+    assert {"model.py", "sequence_state.py", "encoder-la13.onnx", "encoder.weights"} <= files
+
+
+def test_strict_substitution() -> None:
+    assert render("a ${x} b", {"x": 1}, "t") == "a 1 b"
+    with pytest.raises(RenderError, match="KeyError"):
+        render("a ${x} ${y}", {"x": 1}, "t")
+    with pytest.raises(RenderError, match="placeholder"):
+        render("a ${x}", {"x": "${z}"}, "t")
+
+
+def test_a_template_with_an_unknown_key_fails(tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(TEMPLATES, templates)
+    config = templates / "decoder" / "config.pbtxt"
+    config.write_text(config.read_text() + "\n# ${not_a_known_key}\n")
+    with pytest.raises(RenderError, match="not_a_known_key"):
+        build_repository("embedded", [MODEL_DIR], tmp_path / "repo", templates=templates)
+
+
+def test_refuses_to_replace_a_folder_it_did_not_generate(tmp_path: Path) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(RenderError, match="refusing"):
+        build_repository("embedded", [MODEL_DIR], out)
+    assert (out / "keep.txt").exists()
+    out2 = tmp_path / "generated"
+    build_repository("embedded", [MODEL_DIR], out2)
+    assert (out2 / MARKER).is_file()
+    build_repository("embedded", [MODEL_DIR], out2, profiles=["la1"])
+    assert sorted(p.name for p in out2.iterdir() if p.is_dir()) == [
+        "asr_embedded_la1", "embedded_la1_decoder", "embedded_la1_encoder", "embedded_la1_features",
+    ]
+
+
+def test_bad_options_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(RenderError):
+        build_repository("embedded", [MODEL_DIR], tmp_path / "a", max_sequence_idle_us=5_000_000)
+    with pytest.raises(RenderError):
+        build_repository("embedded", [MODEL_DIR], tmp_path / "b", max_batch_size=4, preferred_batch_sizes=(8,))
+    with pytest.raises(RenderError):
+        build_repository("nope", [MODEL_DIR], tmp_path / "c")
+
+
+def test_shipped_model_files_exist() -> None:
+    manifest = model_manifest()
+    assert manifest["mode"] == "cache_aware"
+    for facts in manifest["profiles"].values():
+        assert (MODEL_DIR / facts["onnx"]["ctc"]).is_file()
+        assert (MODEL_DIR / facts["onnx_weights"]["ctc"]).is_file()
+    assert (MODEL_DIR / "features.npz").is_file()
+
+
+@pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
+def test_state_targets_get_an_equivalent_renamed_graph(target: str, tmp_path: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+
+    build_repository(target, [MODEL_DIR], tmp_path / "repo", profiles=["la6"])
+    encoder = parse_config(tmp_path / "repo" / "embedded_la6_encoder" / "config.pbtxt")
+    states = {s.input_name: s.output_name for s in encoder.sequence_batching.state}
+    assert states == {
+        "cache_last_channel": "cache_last_channel_next",
+        "cache_last_time": "cache_last_time_next",
+        "cache_last_chan_len": "cache_last_chan_len_next",
+    }
+    facts = model_manifest()["profiles"]["la6"]
+    original = ort.InferenceSession(str(MODEL_DIR / facts["onnx"]["ctc"]))
+    adapted = ort.InferenceSession(str(tmp_path / "repo" / "embedded_la6_encoder" / "1" / "model.onnx"))
+    rng = np.random.default_rng(0)
+    b = 3
+    feats = rng.normal(-5, 3, (b, 80, facts["pre_encode_cache_size"] + facts["chunk_frames"])).astype(np.float32)
+    caches = [np.zeros([b, *facts["cache_last_channel"]], np.float32), np.zeros([b, *facts["cache_last_time"]], np.float32)]
+    want = original.run(None, {
+        "audio_signal": feats, "length": np.full(b, feats.shape[2]), "cache_last_channel": caches[0],
+        "cache_last_time": caches[1], "cache_last_channel_len": np.zeros(b, np.int64),
+    })
+    got = adapted.run(None, {
+        "audio_signal": feats, "length": np.full(b, feats.shape[2]), "cache_last_channel": caches[0],
+        "cache_last_time": caches[1], "cache_last_chan_len": np.zeros((b, 1), np.int64),
+    })
+    for w, g in zip(want[:4], got[:4]):
+        np.testing.assert_array_equal(w, g)
+    np.testing.assert_array_equal(got[4], want[4][:, None])
+    if target == "tensorrt":
+        shapes = (tmp_path / "repo" / "embedded_la6_encoder" / "trtexec_shapes.txt").read_text()
+        assert "--maxShapes=audio_signal:32x80x" in shapes and "cache_last_chan_len:32x1" in shapes
