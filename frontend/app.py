@@ -8,36 +8,28 @@ every session removed from the registry) however a connection ends.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tritonclient.grpc import aio as grpc_aio
 
-from frontend.audio.normalize import AudioNormalizer
 from frontend.config import Config
+from frontend.driver import SessionDriver, new_session, now
 from frontend.metrics import Metrics
-from frontend.protocol.auth import KeyStore, authenticate
-from frontend.protocol.errors import HandshakeError, ServiceUnavailable
+from frontend.protocol.auth import Credential, KeyStore, authenticate
+from frontend.protocol.errors import HandshakeError, ServiceUnavailable, UnsupportedSource
+from frontend.protocol.frames import MetadataFrame, PrerecordedResponse, ResultsFrame
 from frontend.protocol.models import ModelRoute, ModelTable
 from frontend.protocol.params import ListenParams, parse_listen_params
-from frontend.session.core import Action, ChunkResult, CloseConnection, Infer, SendFrame, Session
+from frontend.session.core import CloseConnection, SendFrame
 from frontend.triton.catalog import load_manifests, ready_ensembles
-from frontend.triton.stream import SequenceStream
-from frontend.vad.silero import SileroVad
 
 log = logging.getLogger(__name__)
-
-TICK_S = 0.25
-# Silero decides in 32 ms windows; below ~200 ms of silence it ends "utterances" between words,
-# so Deepgram's 10 ms default endpointing is honoured as this floor.
-ENDPOINTING_FLOOR_MS = 200
-
 
 @dataclass
 class Runtime:
@@ -61,88 +53,22 @@ def _error_response(error: HandshakeError, request_id: str) -> web.Response:
 
 
 class Connection:
-    """One accepted WebSocket: a `Session` plus the tasks and streams that serve it."""
+    """One accepted WebSocket: frames from the session's driver go out through one writer task."""
 
     def __init__(
         self, runtime: Runtime, ws: web.WebSocketResponse, params: ListenParams, route: ModelRoute, request_id: str
     ) -> None:
-        cfg = runtime.config
         self.runtime = runtime
         self.ws = ws
-        self.route = route
         self.request_id = request_id
         self.log = logging.LoggerAdapter(log, {"request_id": request_id})
-        vad_factory = None
-        if params.endpointing is not None or params.vad_events:
-            silence_ms = max(params.endpointing or 0, ENDPOINTING_FLOOR_MS)
-
-            def vad_factory() -> SileroVad:
-                return SileroVad(min_silence_ms=silence_ms)
-
-        self.audio = AudioNormalizer(
-            params.encoding,
-            params.sample_rate,
-            params.channels,
-            params.multichannel,
-            max_channels=cfg.max_channels,
-            max_sample_rate=cfg.max_sample_rate,
-        )
-        self.session = Session(
-            params,
-            route,
-            request_id,
-            audio=self.audio,
-            vad_factory=vad_factory,
-            now=self.now(),
-            idle_timeout_s=cfg.idle_timeout_s,
-            finalize_timeout_s=cfg.finalize_timeout_s,
-            max_segment_s=cfg.max_segment_s,
-        )
-        self._streams: dict[int, SequenceStream] = {}
-        self._sent_at: dict[tuple[int, int], float] = {}
         self._out: asyncio.Queue[SendFrame | CloseConnection] = asyncio.Queue()
+        session, audio = new_session(runtime.config, params, route, request_id)
+        self.driver = SessionDriver(
+            session, audio, route, request_id,
+            client=runtime.client, config=runtime.config, metrics=runtime.metrics, emit=self._out.put_nowait,
+        )
         self._closed_by_server = False
-
-    @staticmethod
-    def now() -> float:
-        return time.monotonic()
-
-    def _stream(self, channel: int) -> SequenceStream:
-        stream = self._streams.get(channel)
-        if stream is None:
-
-            async def on_result(seq: int, result: ChunkResult) -> None:
-                sent = self._sent_at.pop((channel, seq), None)
-                if sent is not None:
-                    self.runtime.metrics.chunk_latency.observe(self.now() - sent)
-                await self.apply(self.session.receive_result(channel, seq, result, self.now()))
-
-            async def on_error(message: str) -> None:
-                self.runtime.metrics.triton_errors.inc()
-                await self.apply(self.session.recognizer_failed(channel, message, self.now()))
-
-            stream = SequenceStream(
-                self.runtime.client,
-                self.route.ensemble,
-                self.route.first_chunk_samples,
-                on_result=on_result,
-                on_error=on_error,
-                max_pending=self.runtime.config.max_pending_chunks,
-                log_extra={"request_id": self.request_id, "channel": channel},
-            )
-            self._streams[channel] = stream
-            self.runtime.metrics.triton_sequences_open.inc()
-        return stream
-
-    async def apply(self, actions: list[Action]) -> None:
-        """Carry out the session's actions in order; Infer may wait for queue space (backpressure)."""
-        for action in actions:
-            if isinstance(action, Infer):
-                if not action.end:
-                    self._sent_at[(action.channel, action.seq)] = self.now()
-                await self._stream(action.channel).send(action)
-            else:
-                self._out.put_nowait(action)
 
     async def _write_loop(self) -> None:
         metrics = self.runtime.metrics
@@ -161,43 +87,47 @@ class Connection:
                 return
             metrics.frames_sent.labels(type=item.frame.type).inc()
 
-    async def _tick_loop(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_S)
-            await self.apply(self.session.tick(self.now()))
-
     async def run(self) -> None:
         """Serve the connection until either side closes; always clean up."""
         writer = asyncio.create_task(self._write_loop(), name=f"ws-writer-{self.request_id}")
-        ticker = asyncio.create_task(self._tick_loop(), name=f"ws-ticker-{self.request_id}")
+        session = self.driver.session
         try:
-            await self.apply(self.session.open(self.now()))
+            await self.driver.start()
             async for msg in self.ws:
                 if msg.type == WSMsgType.BINARY:
-                    await self.apply(self.session.receive_bytes(msg.data, self.now()))
+                    await self.driver.apply(session.receive_bytes(msg.data, now()))
                 elif msg.type == WSMsgType.TEXT:
-                    await self.apply(self.session.receive_text(msg.data, self.now()))
+                    await self.driver.apply(session.receive_text(msg.data, now()))
                 elif msg.type == WSMsgType.ERROR:
                     self.log.info("websocket error: %s", self.ws.exception())
                     break
         finally:
-            if not self._closed_by_server:
-                # The peer left first: nothing more can be sent, but Triton must hear END.
-                await self.apply(self.session.connection_lost(self.now()))
-                writer.cancel()
-            else:
+            if self._closed_by_server:
                 await asyncio.gather(writer, return_exceptions=True)
-            ticker.cancel()
-            await asyncio.gather(writer, ticker, return_exceptions=True)
-            self.audio.close()
-            timeout = self.runtime.config.finalize_timeout_s
-            await asyncio.gather(*(s.close(timeout) for s in self._streams.values()), return_exceptions=True)
-            self.runtime.metrics.triton_sequences_open.dec(len(self._streams))
-            self.runtime.metrics.audio_seconds.inc(self.session.audio_seconds)
+            else:
+                # The peer left first: nothing more can be sent, but Triton must hear END.
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
+            await self.driver.stop(peer_lost=not self._closed_by_server)
 
     async def drain(self) -> None:
         """Server shutdown: flush finals, send Metadata, close 1000."""
-        await self.apply(self.session.shutdown(self.now()))
+        await self.driver.apply(self.driver.session.shutdown(now()))
+
+
+def _admit(runtime: Runtime, request: web.Request) -> tuple[Credential, ListenParams, ModelRoute]:
+    """The checks both routes share, in Deepgram's order: service up, auth, query, model."""
+    if runtime.draining:
+        raise ServiceUnavailable("The server is shutting down.")
+    credential = authenticate(request.headers, runtime.keystore)
+    params = parse_listen_params(request.query)
+    return credential, params, runtime.models.resolve(params)
+
+
+def _refused(runtime: Runtime, error: HandshakeError, request_id: str) -> web.Response:
+    runtime.metrics.handshake_rejections.labels(status=str(error.http_status)).inc()
+    log.info("request %s refused %s: %s", request_id, error.http_status, error.err_msg)
+    return _error_response(error, request_id)
 
 
 async def listen(request: web.Request) -> web.StreamResponse:
@@ -205,15 +135,9 @@ async def listen(request: web.Request) -> web.StreamResponse:
     runtime = request.app[RUNTIME]
     request_id = str(uuid.uuid4())
     try:
-        if runtime.draining:
-            raise ServiceUnavailable("The server is shutting down.")
-        credential = authenticate(request.headers, runtime.keystore)
-        params = parse_listen_params(request.query)
-        route = runtime.models.resolve(params)
+        credential, params, route = _admit(runtime, request)
     except HandshakeError as error:
-        runtime.metrics.handshake_rejections.labels(status=str(error.http_status)).inc()
-        log.info("handshake refused %s %s: %s", request_id, error.http_status, error.err_msg)
-        return _error_response(error, request_id)
+        return _refused(runtime, error, request_id)
 
     protocols = (credential.subprotocol,) if credential.subprotocol else ()
     ws = web.WebSocketResponse(
@@ -241,6 +165,68 @@ async def listen(request: web.Request) -> web.StreamResponse:
         runtime.connections.discard(connection)
         runtime.metrics.sessions_active.dec()
     return ws
+
+
+# What Deepgram answers for audio it cannot use; the close reason says which failure it was.
+_AUDIO_REFUSED = "failed to process audio: corrupt or unsupported data"
+
+
+async def transcribe(request: web.Request) -> web.Response:
+    """`POST /v1/listen`: Deepgram's pre-recorded API, run through the same session core.
+
+    The body is fed to a live session as fast as Triton takes it, closed with CloseStream, and
+    the finals are joined into the pre-recorded response, so both routes agree word for word.
+    """
+    runtime = request.app[RUNTIME]
+    request_id = str(uuid.uuid4())
+    try:
+        _, params, route = _admit(runtime, request)
+        if request.content_type == "application/json":
+            raise UnsupportedSource("This server transcribes uploaded audio only, not URLs.")
+    except HandshakeError as error:
+        return _refused(runtime, error, request_id)
+    body = await request.read()
+
+    frames: list[ResultsFrame | MetadataFrame] = []
+    closed: list[CloseConnection] = []
+    done = asyncio.Event()
+
+    def collect(item: SendFrame | CloseConnection) -> None:
+        if isinstance(item, CloseConnection):
+            closed.append(item)
+            done.set()
+        elif isinstance(item.frame, (ResultsFrame, MetadataFrame)):
+            frames.append(item.frame)
+
+    session, audio = new_session(runtime.config, replace(params, interim_results=False), route, request_id)
+    driver = SessionDriver(
+        session, audio, route, request_id,
+        client=runtime.client, config=runtime.config, metrics=runtime.metrics, emit=collect,
+    )
+    piece = 64 * 1024
+    try:
+        await driver.start()
+        for offset in range(0, len(body), piece):
+            if done.is_set():
+                break
+            await driver.apply(session.receive_bytes(body[offset : offset + piece], now()))
+        if not done.is_set():
+            await driver.apply(session.receive_bytes(b"", now()))  # the legacy CloseStream
+        await done.wait()  # the session's finalize deadline bounds this wait
+    finally:
+        await driver.stop(peer_lost=not done.is_set())
+
+    code, reason = closed[0].code, closed[0].reason
+    headers = {"dg-request-id": request_id}
+    if code != 1000 or not body:
+        status = 503 if code == 1011 else 400
+        message = _AUDIO_REFUSED if status == 400 else "The recogniser failed; try again."
+        error_body = {"err_code": "Bad Request" if status == 400 else "SERVICE_UNAVAILABLE",
+                      "err_msg": message, "request_id": request_id, "details": reason or "empty body"}
+        return web.json_response(error_body, status=status, headers={**headers, "dg-error": message})
+    metadata = [f for f in frames if isinstance(f, MetadataFrame)][-1]
+    finals = tuple(f for f in frames if isinstance(f, ResultsFrame) and f.is_final)
+    return web.json_response(PrerecordedResponse(metadata, finals).to_dict(), headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -280,10 +266,12 @@ async def make_runtime(config: Config, triton_url: str) -> Runtime:
 
 def make_app(runtime: Runtime) -> web.Application:
     """The aiohttp application; routes as in the integration guide."""
-    app = web.Application()
+    app = web.Application(client_max_size=runtime.config.max_upload_bytes)
     app[RUNTIME] = runtime
     app.router.add_get("/v1/listen", listen)
     app.router.add_get("/v1/listen/dg", listen)
+    app.router.add_post("/v1/listen", transcribe)
+    app.router.add_post("/v1/listen/dg", transcribe)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app
@@ -301,7 +289,3 @@ async def drain(runtime: Runtime, timeout: float) -> None:
         await asyncio.sleep(0.05)
     if runtime.connections:
         log.warning("%d sessions still open after %.1fs drain", len(runtime.connections), timeout)
-
-
-def describe(runtime: Runtime) -> str:
-    return json.dumps({"triton_url": runtime.triton_url, "models": sorted(runtime.models.ensembles)})

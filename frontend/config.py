@@ -87,6 +87,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Highest input sample rate (higher: close 1008 `sample-rate-too-high`)."),
     Setting("max_message_bytes", "--max-message-bytes", "DDX_STT_MAX_MESSAGE_BYTES", 4 * 1024 * 1024, int,
             "Largest WebSocket message accepted from a client (larger: close 1009)."),
+    Setting("max_upload_bytes", "--max-upload-bytes", "DDX_STT_MAX_UPLOAD_BYTES", 512 * 1024 * 1024, int,
+            "Largest body accepted by `POST /v1/listen` (larger: HTTP 413)."),
     Setting("max_pending_chunks", "--max-pending-chunks", "DDX_STT_MAX_PENDING_CHUNKS", 8, int,
             "Chunks queued per channel toward Triton before the server stops reading the socket (backpressure)."),
     Setting("drain_timeout_s", "--drain-timeout", "DDX_STT_DRAIN_TIMEOUT_S", 15.0, float,
@@ -115,6 +117,7 @@ class Config:
     max_channels: int = 8
     max_sample_rate: int = 48000
     max_message_bytes: int = 4 * 1024 * 1024
+    max_upload_bytes: int = 512 * 1024 * 1024
     max_pending_chunks: int = 8
     drain_timeout_s: float = 15.0
     log_level: str = "INFO"

@@ -42,8 +42,9 @@ def _request(model: str, sid: int, width: int, audio: np.ndarray, start: bool, e
     inputs[0].set_data_from_numpy(padded)
     inputs[1].set_data_from_numpy(np.array([[len(audio)]], np.int32))
     inputs[2].set_data_from_numpy(np.array([[0]], np.int32))
-    return dict(model_name=model, inputs=inputs, request_id=str(rid), sequence_id=sid,
-                sequence_start=start, sequence_end=end)
+    return dict(
+        model_name=model, inputs=inputs, request_id=str(rid), sequence_id=sid, sequence_start=start, sequence_end=end
+    )
 
 
 async def _one_stream(url: str, model: str, sid: int, manifest: dict, seconds: float, realtime: bool) -> list[float]:
@@ -99,8 +100,12 @@ async def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         names = build_repository(
-            "embedded", [args.model], Path(tmp) / "repo", profiles=[args.profile],
-            encoder_threads=args.encoder_threads, precision=args.precision,
+            "embedded",
+            [args.model],
+            Path(tmp) / "repo",
+            profiles=[args.profile],
+            encoder_threads=args.encoder_threads,
+            precision=args.precision,
         )
         async with EmbeddedTriton(Path(tmp) / "repo", models=names) as triton:
             client = grpc_aio.InferenceServerClient(triton.grpc_url)
@@ -108,8 +113,10 @@ async def main() -> int:
             manifest = json.loads(cfg["config"]["parameters"]["manifest"]["string_value"])
             t0 = time.perf_counter()
             runs = await asyncio.gather(
-                *(_one_stream(triton.grpc_url, names[0], 1 + i, manifest, args.seconds, args.realtime)
-                  for i in range(args.streams))
+                *(
+                    _one_stream(triton.grpc_url, names[0], 1 + i, manifest, args.seconds, args.realtime)
+                    for i in range(args.streams)
+                )
             )
             wall = time.perf_counter() - t0
             lat = sorted(x for r in runs for x in r)

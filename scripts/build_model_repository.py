@@ -146,9 +146,7 @@ class Options:
         """Raise ``RenderError`` on inconsistent values."""
         if self.max_batch_size < 1:
             raise RenderError("max_batch_size must be >= 1")
-        if not self.preferred_batch_sizes or any(
-            not 1 <= b <= self.max_batch_size for b in self.preferred_batch_sizes
-        ):
+        if not self.preferred_batch_sizes or any(not 1 <= b <= self.max_batch_size for b in self.preferred_batch_sizes):
             raise RenderError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in 1..max_batch_size")
         if self.max_sequence_idle_us <= 10_000_000:
             raise RenderError("max_sequence_idle_us must exceed the protocol's 10 s idle rule")
@@ -189,7 +187,7 @@ def pbtxt_string(text: str) -> str:
     """Escape ``text`` for a double-quoted protobuf text-format string."""
     from google.protobuf import text_encoding
 
-    return text_encoding.CEscape(text, as_utf8=True)
+    return str(text_encoding.CEscape(text, as_utf8=True))
 
 
 # --------------------------------------------------------------------------- one profile
@@ -278,9 +276,7 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
         "manifest": pbtxt_string(ensemble_manifest(p)),
         "target": target,
         "exactly_one_chunk": int(state),
-        "features_extra_outputs": (
-            ',\n  { name: "LENGTH" data_type: TYPE_INT64 dims: [ 1 ] }' if state else ""
-        ),
+        "features_extra_outputs": (',\n  { name: "LENGTH" data_type: TYPE_INT64 dims: [ 1 ] }' if state else ""),
         "features_extra_maps": '\n      output_map { key: "LENGTH" value: "length" }' if state else "",
         "enc_frames_type": "TYPE_INT64" if state else "TYPE_INT32",
         "encoder_backend": spec.encoder_backend,
@@ -455,7 +451,7 @@ def build_repository(
         raise RenderError(f"two model folders give the same ensemble names: {names}")
     out = Path(out_dir)
     _prepare_out(out)
-    built = [write_profile(p, target, out, options, tpl) for p in todo]  # type: ignore[arg-type]
+    built = [write_profile(p, target, out, options, tpl) for p in todo]
     LOG.info("rendered %s target into %s: %s", target, out, ", ".join(built))
     return built
 

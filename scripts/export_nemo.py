@@ -428,7 +428,6 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("--name must match [a-z0-9]+")
 
     import torch
-
     from nemo.collections.asr.models import ASRModel
 
     torch.manual_seed(0)
@@ -455,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
         contexts = [list(map(int, c)) for c in model.encoder.att_context_size_all]
         default = list(map(int, model.encoder.att_context_size))
         profiles = {}
+        if len({c[1] for c in contexts}) != len(contexts):
+            raise SystemExit(f"att_context_size {contexts}: profiles are named by right context, which must differ")
         for ctx in contexts:
             facts = export_profile(model, ctx, feats, args.out, args)
             facts["default"] = ctx == default

@@ -161,7 +161,7 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
     contexts = json.loads(args.att_context_size)
     if not contexts or not all(isinstance(c, list) and len(c) == 2 for c in contexts):
         raise SystemExit("--att-context-size must be a JSON list of [left, right] pairs")
-    ctc_decoder = {
+    ctc_decoder: dict[str, Any] = {
         "_target_": "nemo.collections.asr.modules.ConvASRDecoder",
         "feat_in": None,
         "num_classes": -1,
@@ -262,9 +262,8 @@ def build_model(args: argparse.Namespace, tokenizer_dir: Path) -> Any:
     """Instantiate the NeMo model with seeded random weights, in eval mode."""
     import numpy as np
     import torch
-    from omegaconf import OmegaConf
-
     from nemo.collections.asr.models import EncDecCTCModelBPE, EncDecHybridRNNTCTCBPEModel
+    from omegaconf import OmegaConf
 
     random.seed(args.seed)
     np.random.seed(args.seed)

@@ -122,6 +122,10 @@ class ServiceUnavailable(HandshakeError):
     """The server cannot take a new stream now (draining for shutdown, recogniser not ready)."""
 
 
+class UnsupportedSource(HandshakeError):
+    """`POST /v1/listen` with a JSON `{"url": ...}` body: this server does not fetch URLs."""
+
+
 class StreamError(SttError):
     """A failure after accept: ends the session with a WebSocket close."""
 
@@ -181,6 +185,8 @@ ERROR_TABLE: Final[Mapping[type[SttError], HttpReply | WsClose]] = {
                                    "The requested language is not served by this model."),
     ServiceUnavailable: HttpReply(HTTPStatus.SERVICE_UNAVAILABLE, "SERVICE_UNAVAILABLE",
                                   "The service cannot take new streams right now."),
+    UnsupportedSource: HttpReply(HTTPStatus.BAD_REQUEST, "UNSUPPORTED_SOURCE",
+                                 "Send the audio bytes in the request body."),
     InvalidControl: WsClose(CloseCode.POLICY_VIOLATION, "DATA-0000", "SchemaError"),
     UndecodableAudio: WsClose(CloseCode.POLICY_VIOLATION, "DATA-0000", "DataError"),
     UnsupportedEncoding: WsClose(CloseCode.UNSUPPORTED_DATA, "unsupported-data", "DataError"),

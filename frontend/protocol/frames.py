@@ -266,3 +266,32 @@ class ConfigureFailureFrame(_Frame):
 
 Frame = (MetadataFrame | ResultsFrame | SpeechStartedFrame | UtteranceEndFrame | ErrorFrame
          | ConfigureFailureFrame)
+
+
+@dataclass(frozen=True)
+class PrerecordedResponse:
+    """The body of `POST /v1/listen`: the closing Metadata plus every channel's finals joined.
+
+    Built from the same frames the live route sends, so both routes agree word for word. No
+    top-level `request_id`: the Python SDK would then parse the body as an "accepted" callback
+    response and drop the transcript.
+    """
+
+    metadata: MetadataFrame
+    finals: tuple[ResultsFrame, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram pre-recorded response object."""
+        meta = self.metadata.to_dict()
+        del meta["type"]
+        channels = []
+        for index in range(self.metadata.channels):
+            frames = [frame for frame in self.finals if frame.channel == index]
+            words = [word for frame in frames for word in frame.words]
+            confidence = sum(word.confidence for word in words) / len(words) if words else 0.0
+            channels.append({"alternatives": [{
+                "transcript": " ".join(frame.transcript for frame in frames if frame.transcript),
+                "confidence": _probability(confidence),
+                "words": [word.to_dict() for word in words],
+            }]})
+        return {"metadata": meta, "results": {"channels": channels}}

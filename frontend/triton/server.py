@@ -143,7 +143,7 @@ async def http_get_status(host: str, port: int, path: str, timeout: float = 2.0)
     """Status code of ``GET path`` (0 when nothing answers)."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return 0
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
@@ -151,7 +151,7 @@ async def http_get_status(host: str, port: int, path: str, timeout: float = 2.0)
         line = await asyncio.wait_for(reader.readline(), timeout)
         parts = line.split()
         return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else 0
-    except (OSError, asyncio.TimeoutError, ValueError):
+    except (TimeoutError, OSError, ValueError):
         return 0
     finally:
         writer.close()
@@ -436,7 +436,7 @@ class EmbeddedTriton:
                 proc.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), self.stop_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.warning("tritonserver ignored SIGTERM for %.0f s; killing it", self.stop_timeout_s)
         # The process group holds the Python backend stubs: make sure none outlives us.
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -203,7 +203,7 @@ class Reference:
 def assert_same(got: list[Response], want: list[Response]) -> None:
     """Equal tokens, frames, clocks; confidences within float32 noise."""
     assert len(got) == len(want)
-    for i, (g, w) in enumerate(zip(got, want)):
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g.num_frames == w.num_frames, i
         assert g.chunk_start == np.float32(w.chunk_start), i
         assert g.tokens == w.tokens, i

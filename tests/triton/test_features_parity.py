@@ -4,6 +4,11 @@ NeMo runs in its own environment (``.venv-nemo``, torch): the test calls it in a
 and compares, in this process, with the numpy extractor shipped in the ``features`` model,
 fed in request-sized pieces and cut into encoder chunks exactly as Triton does. Skipped when
 the NeMo environment is missing.
+
+Tolerance: 1e-4 (log domain) on every bin within 50 dB of its frame's peak (measured: under
+3e-5). Far below the peak NeMo's own float32 STFT is the noisier side: on ``speaker_b.wav`` a
+bin 60 dB down differs by 1.4e-4 from ours, and by 1.45e-4 from a float64 reference (ours:
+8e-5, numpy's FFT is double precision). Those bins are held to 2e-4.
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ from tests.triton.helpers import MODEL_DIR, REPO, ChunkGeometry, FeatureStream, 
 
 NEMO_PYTHON = REPO / ".venv-nemo" / "bin" / "python"
 TOLERANCE = 1e-4
+# Bins further below their frame's peak only have to be within NeMo's own float32 noise.
+NEAR_PEAK_DB = 50.0
+FAR_TOLERANCE = 2e-4
 
 pytestmark = pytest.mark.nemo
 
@@ -26,9 +34,7 @@ pytestmark = pytest.mark.nemo
 def _nemo_available() -> bool:
     if not NEMO_PYTHON.exists():
         return False
-    probe = subprocess.run(
-        [str(NEMO_PYTHON), "-c", "import nemo.collections.asr"], capture_output=True, timeout=300
-    )
+    probe = subprocess.run([str(NEMO_PYTHON), "-c", "import nemo.collections.asr"], capture_output=True, timeout=300)
     return probe.returncode == 0
 
 
@@ -38,6 +44,7 @@ def signals() -> dict[str, np.ndarray]:
     t = np.arange(40_000) / 16000
     return {
         "speaker_a": load_wav("speaker_a.wav"),
+        "speaker_b": load_wav("speaker_b.wav"),
         "pause": load_wav("pause.wav"),
         "tone_noise": (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32),
         "short_odd": rng.uniform(-0.5, 0.5, 12_345).astype(np.float32),
@@ -52,8 +59,13 @@ def nemo(signals: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactor
     np.savez(tmp / "in.npz", **signals)
     settings = model_manifest()["features"]
     subprocess.run(
-        [str(NEMO_PYTHON), str(Path(__file__).with_name("nemo_features.py")), str(tmp / "in.npz"),
-         str(tmp / "out.npz"), json.dumps(settings)],
+        [
+            str(NEMO_PYTHON),
+            str(Path(__file__).with_name("nemo_features.py")),
+            str(tmp / "in.npz"),
+            str(tmp / "out.npz"),
+            json.dumps(settings),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -90,14 +102,18 @@ def test_exported_filterbank_is_nemos(nemo: dict[str, np.ndarray]) -> None:
 def test_streaming_mel_equals_nemo_offline(
     nemo: dict[str, np.ndarray], signals: dict[str, np.ndarray], profile: str, piece: int
 ) -> None:
-    worst = 0.0
+    near_worst = far_worst = 0.0
     for name, audio in signals.items():
         want = nemo[name]
         got = _streamed_mel(audio, profile, piece)
         # The stream pads its last chunk; the frames NeMo returns come first and match.
         assert got.shape[1] >= want.shape[1]
-        worst = max(worst, float(np.abs(got[:, : want.shape[1]] - want).max()))
-    assert worst < TOLERANCE, worst
+        diff = np.abs(got[:, : want.shape[1]] - want)
+        near = want >= want.max(axis=0, keepdims=True) - NEAR_PEAK_DB / 10 * np.log(10)
+        near_worst = max(near_worst, float(diff[near].max()))
+        far_worst = max(far_worst, float(diff.max()))
+    assert near_worst < TOLERANCE, near_worst
+    assert far_worst < FAR_TOLERANCE, far_worst
 
 
 def test_exported_encoders_match_nemo_streaming() -> None:

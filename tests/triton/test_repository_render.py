@@ -22,9 +22,22 @@ from scripts.build_model_repository import (
 from tests.triton.helpers import MODEL_DIR, model_manifest
 
 CONTRACT_KEYS = {
-    "model", "profile", "lookahead_ms", "display_name", "version", "uuid", "arch", "languages",
-    "sample_rate", "chunk_samples", "first_chunk_samples", "frame_shift_s", "vocabulary", "blank_id",
-    "word_boundary", "default",
+    "model",
+    "profile",
+    "lookahead_ms",
+    "display_name",
+    "version",
+    "uuid",
+    "arch",
+    "languages",
+    "sample_rate",
+    "chunk_samples",
+    "first_chunk_samples",
+    "frame_shift_s",
+    "vocabulary",
+    "blank_id",
+    "word_boundary",
+    "default",
 }
 
 
@@ -109,7 +122,10 @@ def test_refuses_to_replace_a_folder_it_did_not_generate(tmp_path: Path) -> None
     assert (out2 / MARKER).is_file()
     build_repository("embedded", [MODEL_DIR], out2, profiles=["la1"])
     assert sorted(p.name for p in out2.iterdir() if p.is_dir()) == [
-        "asr_embedded_la1", "embedded_la1_decoder", "embedded_la1_encoder", "embedded_la1_features",
+        "asr_embedded_la1",
+        "embedded_la1_decoder",
+        "embedded_la1_encoder",
+        "embedded_la1_features",
     ]
 
 
@@ -150,16 +166,31 @@ def test_state_targets_get_an_equivalent_renamed_graph(target: str, tmp_path: Pa
     rng = np.random.default_rng(0)
     b = 3
     feats = rng.normal(-5, 3, (b, 80, facts["pre_encode_cache_size"] + facts["chunk_frames"])).astype(np.float32)
-    caches = [np.zeros([b, *facts["cache_last_channel"]], np.float32), np.zeros([b, *facts["cache_last_time"]], np.float32)]
-    want = original.run(None, {
-        "audio_signal": feats, "length": np.full(b, feats.shape[2]), "cache_last_channel": caches[0],
-        "cache_last_time": caches[1], "cache_last_channel_len": np.zeros(b, np.int64),
-    })
-    got = adapted.run(None, {
-        "audio_signal": feats, "length": np.full(b, feats.shape[2]), "cache_last_channel": caches[0],
-        "cache_last_time": caches[1], "cache_last_chan_len": np.zeros((b, 1), np.int64),
-    })
-    for w, g in zip(want[:4], got[:4]):
+    caches = [
+        np.zeros([b, *facts["cache_last_channel"]], np.float32),
+        np.zeros([b, *facts["cache_last_time"]], np.float32),
+    ]
+    want = original.run(
+        None,
+        {
+            "audio_signal": feats,
+            "length": np.full(b, feats.shape[2]),
+            "cache_last_channel": caches[0],
+            "cache_last_time": caches[1],
+            "cache_last_channel_len": np.zeros(b, np.int64),
+        },
+    )
+    got = adapted.run(
+        None,
+        {
+            "audio_signal": feats,
+            "length": np.full(b, feats.shape[2]),
+            "cache_last_channel": caches[0],
+            "cache_last_time": caches[1],
+            "cache_last_chan_len": np.zeros((b, 1), np.int64),
+        },
+    )
+    for w, g in zip(want[:4], got[:4], strict=True):
         np.testing.assert_array_equal(w, g)
     np.testing.assert_array_equal(got[4], want[4][:, None])
     if target == "tensorrt":

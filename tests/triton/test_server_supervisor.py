@@ -45,9 +45,10 @@ async def test_dead_child_is_restarted_then_reported(small_repo: tuple[Path, lis
         os.kill(first, signal.SIGKILL)
         for _ in range(240):
             await asyncio.sleep(0.25)
-            if triton.restarts == 1 and triton.running and triton.pid != first:
-                if await http_get_status(triton.host, triton.http_port, f"/v2/models/{names[0]}/ready") == 200:
-                    break
+            restarted = triton.restarts == 1 and triton.running and triton.pid != first
+            ready = f"/v2/models/{names[0]}/ready"
+            if restarted and await http_get_status(triton.host, triton.http_port, ready) == 200:
+                break
         else:
             pytest.fail(f"not restarted; log:\n{triton.log_tail()}")
         assert triton.grpc_url == url  # same ports after a restart

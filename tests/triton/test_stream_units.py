@@ -7,12 +7,12 @@ import sys
 
 import numpy as np
 import pytest
+from streaming_mel import StreamingMel, offline_log_mel
 
 from tests.triton.helpers import MODEL_DIR, TEMPLATES, ChunkGeometry, FeatureStream, MelConfig, model_manifest
-from streaming_mel import StreamingMel, offline_log_mel  # noqa: E402 - on sys.path via helpers
 
 sys.path.insert(0, str(TEMPLATES / "common"))
-from sequence_state import Control, SequenceStore, UnknownSequence  # noqa: E402
+from sequence_state import Control, SequenceStore, UnknownSequence
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +70,9 @@ def test_chunks_are_the_offline_features_with_context(mel_cfg: MelConfig) -> Non
     audio = _audio(40_000, seed=3)
     offline = offline_log_mel(mel_cfg, audio)
     fs = FeatureStream(mel_cfg, g)
-    chunks = np.concatenate([fs.process(audio[i : i + 7000], flush=i + 7000 >= len(audio)).features
-                             for i in range(0, len(audio), 7000)])
+    chunks = np.concatenate(
+        [fs.process(audio[i : i + 7000], flush=i + 7000 >= len(audio)).features for i in range(0, len(audio), 7000)]
+    )
     n_real = offline.shape[1]
     assert chunks.shape[0] == math.ceil(n_real / g.chunk_frames)
     flat = np.concatenate(list(chunks[:, :, g.pre_encode_frames :]), axis=1)

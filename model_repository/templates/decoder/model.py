@@ -19,9 +19,9 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend import LiveSequencesGauge, answer_each, error_response, input_reader  # noqa: E402
-from model_config import ConfigError, expect_dims, expect_sequence_batching, parameter, tensor_dims  # noqa: E402
-from sequence_state import SequenceStore, UnknownSequence, read_control  # noqa: E402
+from backend import LiveSequencesGauge, answer_each, error_response, input_reader
+from model_config import ConfigError, expect_dims, expect_sequence_batching, parameter, tensor_dims
+from sequence_state import SequenceStore, UnknownSequence, read_control
 
 
 @dataclass

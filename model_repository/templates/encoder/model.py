@@ -20,15 +20,15 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend import LiveSequencesGauge, error_response, input_reader  # noqa: E402
-from model_config import (  # noqa: E402
+from backend import LiveSequencesGauge, error_response, input_reader
+from model_config import (
     ConfigError,
     expect_dims,
     expect_sequence_batching,
     parameter,
     tensor_dims,
 )
-from sequence_state import Control, SequenceStore, UnknownSequence, read_control  # noqa: E402
+from sequence_state import Control, SequenceStore, UnknownSequence, read_control
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -201,7 +201,7 @@ class TritonPythonModel:
             feats = np.stack([job.features[r] for job, _ in active])
             logprobs = self._run(feats, [cache for _, cache in active])
             rows = slice(r * self.encoder_frames, (r + 1) * self.encoder_frames)
-            for (job, _), lp in zip(active, logprobs):
+            for (job, _), lp in zip(active, logprobs, strict=True):
                 outputs[job.index][rows] = lp
         for job in first:
             if job.control.end:

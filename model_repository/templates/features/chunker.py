@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from streaming_mel import MelConfig, StreamingMel
 
 
@@ -73,26 +72,20 @@ class FeatureStream:
         self._fifo = np.zeros((n_mels, 0), np.float32)
         self._context = np.full((n_mels, self.geometry.pre_encode_frames), self.geometry.fill, np.float32)
 
-    @property
-    def clock_samples(self) -> int:
-        """Real samples received on this sequence."""
-        return self._segment_offset + self.mel.samples
-
     def process(self, audio: np.ndarray, flush: bool) -> Chunks:
         """Feed samples (possibly none); with ``flush`` also finish the segment."""
         g = self.geometry
         hop = self.mel_cfg.hop_length
         start_s = (self._segment_offset + self._segment_sent * hop) / self.mel_cfg.sample_rate
         self._fifo = np.concatenate([self._fifo, self.mel.push(audio)], axis=1)
-        valid = None
+        segment_samples = self.mel.samples
+        # Frames of real audio this request will decode when it flushes.
+        real = self._fifo.shape[1] + self.mel.pending_frames
         if flush:
-            segment_samples = self.mel.samples
-            real = self._fifo.shape[1] + self.mel.pending_frames
             # Zero padding up to a whole chunk, computed by the extractor: the frames just
             # past the audio still hold its tail, as the offline STFT's would.
             pad = -real % g.chunk_frames
             self._fifo = np.concatenate([self._fifo, self.mel.finish(extra_frames=pad)], axis=1)
-            valid = -(-real // g.subsampling)  # ceil: a partly real encoder frame is real
         k = self._fifo.shape[1] // g.chunk_frames
         out = np.empty((k, self.mel_cfg.n_mels, g.window), np.float32)
         for i in range(k):
@@ -105,6 +98,7 @@ class FeatureStream:
         if flush:
             self._segment_offset += segment_samples
             self._segment_sent = 0
+            valid = -(-real // g.subsampling)  # ceil: a partly real encoder frame is real
         else:
             self._segment_sent += k * g.chunk_frames
             valid = k * g.encoder_frames

@@ -19,9 +19,9 @@ import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from backend import LiveSequencesGauge, answer_each, error_response, input_reader  # noqa: E402
-from chunker import ChunkGeometry, FeatureStream  # noqa: E402
-from model_config import (  # noqa: E402
+from backend import LiveSequencesGauge, answer_each, error_response, input_reader
+from chunker import ChunkGeometry, FeatureStream
+from model_config import (
     ConfigError,
     expect_dims,
     expect_sequence_batching,
@@ -29,8 +29,8 @@ from model_config import (  # noqa: E402
     parameter,
     tensor_dims,
 )
-from sequence_state import SequenceStore, UnknownSequence, read_control  # noqa: E402
-from streaming_mel import MelConfig  # noqa: E402
+from sequence_state import SequenceStore, UnknownSequence, read_control
+from streaming_mel import MelConfig
 
 
 class TritonPythonModel:
@@ -100,7 +100,9 @@ class TritonPythonModel:
         n = int(tensor("AUDIO_LEN").reshape(-1)[0])
         if not 0 <= n <= self.first_chunk_samples:
             self.streams.release(ctl.corrid)
-            return error_response(f"{self.name}: corrid={ctl.corrid}: AUDIO_LEN={n} outside 0..{self.first_chunk_samples}")
+            return error_response(
+                f"{self.name}: corrid={ctl.corrid}: AUDIO_LEN={n} outside 0..{self.first_chunk_samples}"
+            )
         flush = bool(tensor("FLUSH").reshape(-1)[0]) or ctl.end
         chunks = stream.process(tensor("AUDIO").reshape(-1)[:n], flush)
         if ctl.end:

@@ -1,0 +1,64 @@
+"""`POST /v1/listen`: Deepgram's pre-recorded API over the same session core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+from deepgram import DeepgramClient
+
+from tests.integration.conftest import API_KEY, Server
+from tests.integration.live_client import FIXTURES, LINEAR16, transcribe
+from tests.integration.test_deepgram_sdk import environment
+
+
+def post(server: Server, query: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, object]]:
+    request = urllib.request.Request(f"{server.http}/v1/listen?{query}", data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_sdk_transcribe_file_matches_live_route(server: Server) -> None:
+    wav = (FIXTURES / "speaker_b.wav").read_bytes()
+    client = DeepgramClient(api_key=API_KEY, environment=environment(server))
+    response = client.listen.v1.media.transcribe_file(request=wav, model="nova-3", punctuate=True)
+    alternative = response.results.channels[0].alternatives[0]
+    assert response.metadata.duration > 1.0
+    assert response.metadata.sha256 and response.metadata.created
+
+    live = asyncio.run(transcribe(server.ws, wav[44:], f"{LINEAR16}&punctuate=true", token=API_KEY))
+    assert alternative.transcript == " ".join(
+        f["channel"]["alternatives"][0]["transcript"] for f in live.finals if f["channel"]["alternatives"][0]["transcript"]
+    )
+    assert [w.word for w in alternative.words] == [w["word"] for w in live.words()]
+
+
+def test_container_upload_is_transcribed(server: Server) -> None:
+    status, body = post(server, "model=nova-2", (FIXTURES / "speaker_a.ogg").read_bytes(),
+                        {"Authorization": f"Token {API_KEY}", "Content-Type": "audio/ogg"})
+    assert status == 200, body
+    metadata = body["metadata"]
+    assert isinstance(metadata, dict) and abs(metadata["duration"] - 2.5) < 2.5
+    assert "request_id" not in body, "a top-level request_id makes the SDK drop the transcript"
+
+
+def test_garbage_upload_is_400(server: Server) -> None:
+    status, body = post(server, "", b"definitely not audio" * 500, {"Authorization": f"Token {API_KEY}"})
+    assert status == 400
+    assert body["err_msg"] == "failed to process audio: corrupt or unsupported data"
+
+
+def test_url_source_is_refused_clearly(server: Server) -> None:
+    status, body = post(server, "", b'{"url": "https://example.com/a.wav"}',
+                        {"Authorization": f"Token {API_KEY}", "Content-Type": "application/json"})
+    assert (status, body["err_code"]) == (400, "UNSUPPORTED_SOURCE")
+
+
+def test_no_credential_is_403(server: Server) -> None:
+    status, body = post(server, "", b"\x00" * 3200, {})
+    assert status == 403 and body["request_id"]
