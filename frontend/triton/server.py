@@ -258,7 +258,8 @@ class EmbeddedTriton:
             except TritonStartError:
                 await self.stop()
                 # A port picked free a moment ago can be taken before Triton binds it.
-                if attempt == 2 or "already in use" not in self.log_tail(200):
+                auto_ports = not all(self._fixed_ports)
+                if attempt == 2 or not auto_ports or "already in use" not in self.log_tail(200):
                     raise
                 log.warning("a Triton port was taken meanwhile; retrying with other free ports")
                 self.grpc_port, self.http_port, self.metrics_port = self._pick_ports()
@@ -305,9 +306,8 @@ class EmbeddedTriton:
             self._tmp = tempfile.TemporaryDirectory(prefix="ddx-triton-")
         return Path(self._tmp.name)
 
-    def command(self, backend_dir: Path) -> list[str]:
+    def command(self, dist: TritonDistribution, backend_dir: Path) -> list[str]:
         """The ``tritonserver`` command line."""
-        dist = TritonDistribution.find()
         return [
             str(dist.binary),
             f"--model-repository={self.model_repository}",
@@ -337,7 +337,7 @@ class EmbeddedTriton:
         if not self.model_repository.is_dir():
             raise TritonStartError(f"model repository {self.model_repository} does not exist")
         backend_dir = prepare_backends(dist, self._workdir() / "backends")
-        cmd = self.command(backend_dir)
+        cmd = self.command(dist, backend_dir)
         log.info("starting %s (grpc %s)", dist.binary, self.grpc_url)
         log.debug("command: %s", " ".join(cmd))
         self._tail.clear()
