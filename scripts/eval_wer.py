@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,46 +24,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import augment  # noqa: E402
-from text_normalize import normalize  # noqa: E402
-
-
-def edit_distance(ref: list[str] | str, hyp: list[str] | str) -> int:
-    """Levenshtein distance over words or characters (one DP row at a time)."""
-    prev = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        cur = [i] + [0] * len(hyp)
-        for j, h in enumerate(hyp, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-@dataclass
-class Scores:
-    n: int
-    wer: float
-    cer: float
-    exact: float
-
-    def __str__(self) -> str:
-        return f"n={self.n} WER={100 * self.wer:.1f}% CER={100 * self.cer:.1f}% exact={100 * self.exact:.1f}%"
-
-
-def score(refs: list[str], hyps: list[str]) -> Scores:
-    refs = [normalize(r) for r in refs]
-    hyps = [normalize(h) for h in hyps]
-    w_err = sum(edit_distance(r.split(), h.split()) for r, h in zip(refs, hyps))
-    c_err = sum(edit_distance(r, h) for r, h in zip(refs, hyps))
-    n_w = max(1, sum(len(r.split()) for r in refs))
-    n_c = max(1, sum(len(r) for r in refs))
-    exact = sum(r == h for r, h in zip(refs, hyps)) / max(1, len(refs))
-    return Scores(len(refs), w_err / n_w, c_err / n_c, exact)
-
-
-def read_manifest(path: Path, limit: int | None = None) -> list[dict]:
-    with path.open() as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-    return rows[:limit] if limit else rows
+# Metrics and manifest reading are shared with eval_service.py / eval_offline.py (and re-exported
+# here for train_embedded.py).
+from wer import Scores, edit_distance, read_manifest, score  # noqa: E402,F401
 
 
 def load_audio(path: str) -> np.ndarray:
