@@ -5,6 +5,10 @@ Writes into ``--out``:
 * ``encoder-la<N>.onnx`` for every look-ahead N of the model's ``att_context_size`` list:
   the cache-aware encoder plus CTC head (``logprobs``), exported by NeMo itself with
   ``cache_support`` (``--int8`` adds dynamically quantised ``encoder-la<N>.int8.onnx``).
+  Models with a transducer (RNNT or hybrid RNNT+CTC) also get ``encoder-la<N>.rnnt.onnx``, the
+  same encoder without a head (``outputs`` [B, d_model, T]), and one ``decoder_joint-rnnt.onnx``
+  (prediction network + joint, shared by every look-ahead). All encoder graphs of a model keep
+  their weights in one external file (``encoder.weights``), each distinct tensor stored once.
 * ``features.npz``: the exact mel filterbank and window of the model's preprocessor and its
   scalar settings, so that the Triton feature extractor reproduces the preprocessor in numpy.
 * ``manifest.json``: everything model-specific the repository builder and the frontend need
@@ -12,6 +16,9 @@ Writes into ``--out``:
 
 Models that are not cache-aware (full-context attention, per-utterance normalisation...) get
 ``"mode": "buffered"`` and an offline ``encoder-offline.onnx``; serving them is a later step.
+
+``manifest.json`` lists the heads (``"heads": ["ctc", "rnnt"]`` for a hybrid) and, for RNNT,
+the prediction network's shapes and NeMo's greedy ``max_symbols`` (key ``rnnt``).
 
 Run with the NeMo environment::
 
@@ -122,14 +129,41 @@ def feature_settings(model: Any) -> tuple[FeatureSettings, np.ndarray, np.ndarra
     return settings, fb, window, problems
 
 
-def ctc_head(model: Any) -> tuple[Any, list[str]]:
-    """The CTC decoder module and its vocabulary (blank excluded); switches hybrids to CTC."""
+def ctc_module(model: Any) -> Any | None:
+    """The CTC head (``ConvASRDecoder``) of a CTC or hybrid model, else None."""
     if hasattr(model, "ctc_decoder"):
-        model.set_export_config({"decoder_type": "ctc"})
-        return model.ctc_decoder, list(model.ctc_decoder.vocabulary)
-    if hasattr(model.decoder, "vocabulary") and hasattr(model.decoder, "decoder_layers"):
-        return model.decoder, list(model.decoder.vocabulary)
-    raise SystemExit(f"{type(model).__name__} has no CTC head; RNNT-only export is not implemented yet")
+        return model.ctc_decoder
+    if hasattr(model.decoder, "decoder_layers"):
+        return model.decoder
+    return None
+
+
+def model_heads(model: Any) -> list[str]:
+    """Decoder heads of the model, CTC first: ``ctc``, ``rnnt`` (transducer) or both (hybrid)."""
+    heads = ["ctc"] if ctc_module(model) is not None else []
+    if hasattr(model, "joint"):
+        heads.append("rnnt")
+    if not heads:
+        raise SystemExit(f"{type(model).__name__} has neither a CTC head nor a transducer")
+    return heads
+
+
+def vocabulary(model: Any, heads: list[str]) -> list[str]:
+    """Token pieces (blank excluded, blank id = their count); a hybrid's two heads must agree."""
+    vocabs = []
+    if "ctc" in heads:
+        vocabs.append(list(ctc_module(model).vocabulary))
+    if "rnnt" in heads:
+        vocabs.append(list(model.joint.vocabulary))
+    if any(v != vocabs[0] for v in vocabs):
+        raise SystemExit("the CTC and RNNT heads have different vocabularies")
+    return vocabs[0]
+
+
+def select_head(model: Any, head: str) -> None:
+    """Make ``model.export`` write ``head``'s graphs (only hybrids have a choice)."""
+    if hasattr(model, "ctc_decoder"):
+        model.set_export_config({"decoder_type": head})
 
 
 def weights_digest(model: Any, vocab: list[str]) -> str:
@@ -210,6 +244,14 @@ def onnx_io(path: Path) -> dict[str, dict[str, Any]]:
     return {"inputs": describe(graph.input), "outputs": describe(graph.output)}
 
 
+def graph_file(profile: str, key: str) -> str:
+    """File name of a profile's encoder graph: ``ctc`` → ``encoder-la13.onnx``, ``rnnt_int8`` →
+    ``encoder-la13.rnnt.int8.onnx`` (the CTC graph keeps the name it had before RNNT support)."""
+    head, _, variant = key.partition("_")
+    parts = [f"encoder-{profile}", *([head] if head != "ctc" else []), *([variant] if variant else [])]
+    return ".".join(parts) + ".onnx"
+
+
 def _random_chunks(facts: dict[str, Any], n_mels: int, n: int, seed: int) -> list[np.ndarray]:
     """Log-mel-like random chunks [1, n_mels, pre_encode + chunk] (first with the zero cache)."""
     rng = np.random.default_rng(seed)
@@ -222,7 +264,8 @@ def _random_chunks(facts: dict[str, Any], n_mels: int, n: int, seed: int) -> lis
 
 
 def run_onnx_stream(path: Path, chunks: list[np.ndarray], facts: dict[str, Any]) -> np.ndarray:
-    """Log-probs of ``chunks`` streamed through the ONNX encoder, caches carried over."""
+    """Per-frame output rows [frames, width] of ``chunks`` streamed through the ONNX encoder,
+    caches carried over: CTC log-probs, or (RNNT encoder graphs) the encoder output."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -243,12 +286,14 @@ def run_onnx_stream(path: Path, chunks: list[np.ndarray], facts: dict[str, Any])
                 "cache_last_channel_len": ln,
             },
         )
-        outs.append(lp[0])
+        # An RNNT encoder graph returns [B, d_model, T]; rows are frames everywhere else.
+        outs.append(lp[0] if sess.get_outputs()[0].name == "logprobs" else lp[0].T)
     return np.concatenate(outs, axis=0)
 
 
-def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any]) -> np.ndarray:
-    """The same stream through NeMo's own ``conformer_stream_step`` (reference)."""
+def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any], head: str) -> np.ndarray:
+    """The same stream through NeMo's own cache-aware step (the encoder part of
+    ``conformer_stream_step``), then the CTC head for ``ctc``: the reference rows."""
     import torch
 
     ch, tm, ln = model.encoder.get_initial_cache_state(batch_size=1)
@@ -256,7 +301,7 @@ def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any])
     with torch.no_grad():
         for c in chunks:
             x = torch.from_numpy(c)
-            res = model.conformer_stream_step(
+            encoded, _, ch, tm, ln = model.encoder.cache_aware_stream_step(
                 processed_signal=x,
                 processed_signal_length=torch.tensor([x.shape[2]]),
                 cache_last_channel=ch,
@@ -264,11 +309,9 @@ def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any])
                 cache_last_channel_len=ln,
                 keep_all_outputs=False,
                 drop_extra_pre_encoded=facts["drop_extra_pre_encoded"],
-                return_transcription=False,
-                return_log_probs=True,
             )
-            _, _, ch, tm, ln, _, log_probs, _ = res
-            outs.append(log_probs[0, : facts["encoder_frames"]].cpu().numpy())
+            rows = ctc_module(model)(encoder_output=encoded) if head == "ctc" else encoded.transpose(1, 2)
+            outs.append(rows[0, : facts["encoder_frames"]].cpu().numpy())
     return np.concatenate(outs, axis=0)
 
 

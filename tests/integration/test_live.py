@@ -269,3 +269,21 @@ async def test_multichannel_results_carry_channel_index(server: Server) -> None:
     assert result.frames[-1]["channels"] == 2
     assert not math.isnan(result.frames[-1]["duration"])
 
+
+
+async def test_oversized_message_closes_1009_and_server_keeps_serving(server: Server) -> None:
+    session = await connect(server.ws, token=API_KEY)
+    await session.ws.send(b"\x00" * (5 * 1024 * 1024))
+    result = await session.finish()
+    assert result.close_code == 1009
+    assert (await transcribe(server.ws, wav_pcm(SPEECH_A)[:32000], token=API_KEY)).close_code == 1000
+
+
+async def test_configure_is_refused_politely_and_session_stays_open(server: Server) -> None:
+    session = await connect(server.ws, token=API_KEY)
+    await session.send_json({"type": "Configure", "keyterms": ["Triton"]})
+    reply = await session.wait_for(lambda f: f.get("type") == "ConfigureFailure")
+    assert reply["code"] == "CONFIGURE_KEYTERMS_NOT_SUPPORTED"
+    await session.send_audio(wav_pcm(SPEECH_A)[:32000])
+    await session.send_json({"type": "CloseStream"})
+    assert (await session.finish()).close_code == 1000
