@@ -51,7 +51,7 @@ echo "== offline (NeMo, $LATENCY)" >&2
 echo
 echo "## Streaming"; cat "$WORK/streaming.md"
 echo
-echo "## Offline"; cat "$WORK/offline.md"
+echo "## Offline"; grep -v '^\[NeMo ' "$WORK/offline.md"  # NeMo logs to stdout
 echo
 echo "## Streaming vs offline ($CKPT)"
 rc=0

@@ -116,6 +116,10 @@ def read_wav(path: str | Path) -> StreamAudio:
 # --------------------------------------------------------------------------- one connection
 
 
+class Refused(Exception):
+    """The service refused the connection with a 4xx: a configuration error, not a score."""
+
+
 @dataclass
 class StreamResult:
     transcript: str
@@ -173,7 +177,10 @@ async def stream_utterance(url: str, token: str, audio: StreamAudio, frame_ms: i
     except TimeoutError:
         error = f"timed out after {timeout:.0f} s"
     except InvalidStatus as exc:
-        error = f"handshake refused: HTTP {exc.response.status} {(exc.response.body or b'')[:200]!r}"
+        status, body = exc.response.status_code, (exc.response.body or b"")[:300].decode(errors="replace")
+        if 400 <= status < 500:  # bad query, token or route: every utterance would fail alike
+            raise Refused(f"{full_url}: HTTP {status} {body}") from None
+        error = f"handshake refused: HTTP {status} {body}"
     except (OSError, ConnectionClosed) as exc:
         error = f"{type(exc).__name__}: {exc}"
     t_end = time.monotonic()
@@ -366,7 +373,10 @@ def main() -> None:
             latency=args.latency, limit=args.limit, concurrency=args.concurrency, realtime=args.realtime,
             frame_ms=args.frame_ms, params=args.param, corpus=str(args.corpus),
         )
-        failed = asyncio.run(run(args, report))
+        try:
+            failed = asyncio.run(run(args, report))
+        except Refused as exc:
+            raise SystemExit(f"the service refused the connection: {exc}") from None
     finally:
         if server is not None:
             server.stop()

@@ -51,6 +51,8 @@ UUID_NAMESPACE = uuid.UUID("5b0c6f1e-8d4a-4a1e-9c65-2f1d7e3a9b10")
 # ``pad_and_drop_preencoded`` streaming both use zeros, which is also what the causal
 # subsampling convolutions see left of the first frame in offline (training) mode.
 PRE_ENCODE_FILL = 0.0
+# The transducer's prediction network + joint: one graph for every look-ahead.
+DECODER_JOINT = "decoder_joint-rnnt.onnx"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -379,49 +381,123 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_profile(model: Any, ctx: list[int], feats: FeatureSettings, out: Path, args: argparse.Namespace) -> dict:
-    """Export and check the encoder of one look-ahead; returns its manifest entry."""
+def nemo_export(model: Any, head: str, dst: Path, joint_dst: Path | None) -> None:
+    """Write ``head``'s encoder graph to ``dst`` with NeMo's own exporter. A transducer export
+    also writes the prediction network + joint: kept as ``joint_dst`` when one is given."""
+    select_head(model, head)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp) / "model.onnx"
+        model.export(str(tmp_path), check_trace=False)
+        if head == "ctc":
+            shutil.move(str(tmp_path), dst)
+            return
+        # NeMo names a transducer's graphs "<subnet>-<file name>".
+        shutil.move(str(Path(tmp) / "encoder-model.onnx"), dst)
+        if joint_dst is not None:
+            shutil.move(str(Path(tmp) / "decoder_joint-model.onnx"), joint_dst)
+
+
+def export_profile(
+    model: Any, ctx: list[int], feats: FeatureSettings, heads: list[str], out: Path, args: argparse.Namespace
+) -> dict:
+    """Export and check the encoder graphs of one look-ahead; returns its manifest entry."""
     model.encoder.set_default_att_context_size(ctx)
     # set_export_config re-runs setup_streaming_params for the context just selected.
     model.set_export_config({"cache_support": "True"})
     facts = profile_facts(model, ctx, feats)
     name = f"la{ctx[1]}"
-    onnx_path = out / f"encoder-{name}.onnx"
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp) / onnx_path.name
-        model.export(str(tmp_path), check_trace=False)
-        shutil.move(str(tmp_path), onnx_path)
-    facts["onnx"] = {"ctc": onnx_path.name}
-    facts["io"] = onnx_io(onnx_path)
-
     chunks = _random_chunks(facts, feats.n_mels, args.check_chunks, seed=ctx[1])
-    ref = run_nemo_stream(model, chunks, facts)
-    got = run_onnx_stream(onnx_path, chunks, facts)
-    check = {"chunks": args.check_chunks, "onnx_vs_nemo_max_abs": float(np.abs(ref - got).max())}
-    if args.int8:
-        q_path = out / f"encoder-{name}.int8.onnx"
-        quantize_int8(onnx_path, q_path)
-        q = run_onnx_stream(q_path, chunks, facts)
-        facts["onnx"]["ctc_int8"] = q_path.name
-        check["int8_vs_fp32_max_abs"] = float(np.abs(q - got).max())
-        check["int8_vs_fp32_argmax_agree"] = float((q.argmax(-1) == got.argmax(-1)).mean())
+    facts["onnx"], facts["io"] = {}, {}
+    check: dict[str, Any] = {"chunks": args.check_chunks}
+    for head in heads:
+        path = out / graph_file(name, head)
+        joint = out / DECODER_JOINT if head == "rnnt" and not (out / DECODER_JOINT).exists() else None
+        nemo_export(model, head, path, joint)
+        facts["onnx"][head] = path.name
+        facts["io"][head] = onnx_io(path)
+        got = run_onnx_stream(path, chunks, facts)
+        check[f"{head}_vs_nemo_max_abs"] = float(np.abs(run_nemo_stream(model, chunks, facts, head) - got).max())
+        if args.int8:
+            key = f"{head}_int8"
+            q_path = out / graph_file(name, key)
+            quantize_int8(path, q_path)
+            q = run_onnx_stream(q_path, chunks, facts)
+            facts["onnx"][key] = q_path.name
+            check[f"{key}_vs_fp32_max_abs"] = float(np.abs(q - got).max())
+            if head == "ctc":
+                check["ctc_int8_vs_fp32_argmax_agree"] = float((q.argmax(-1) == got.argmax(-1)).mean())
+    check["onnx_vs_nemo_max_abs"] = max(check[f"{h}_vs_nemo_max_abs"] for h in heads)
     facts["export_check"] = check
     LOG.info("%s: %s %s", name, {k: facts[k] for k in ("chunk_samples", "first_chunk_samples")}, check)
     return facts
 
 
-def share_and_verify(profiles: dict[str, dict], out: Path, feats: FeatureSettings, key: str, weights: str) -> None:
-    """Externalise the weights of every profile's ``key`` graph into ``weights``, then check
+def rnnt_facts(model: Any, path: Path, blank_id: int) -> dict[str, Any]:
+    """What the Triton RNNT decoder needs to know about ``decoder_joint`` (checked against
+    NeMo's modules on random states, every kind of previous token included)."""
+    import onnxruntime as ort
+    import torch
+
+    greedy = model.cfg.decoding.greedy
+    # NeMo's greedy decoders read either key; the serving decoder needs a finite bound.
+    max_symbols = greedy.get("max_symbols") or greedy.get("max_symbols_per_step")
+    if not max_symbols:
+        raise SystemExit("decoding.greedy.max_symbols is unset: the RNNT decoder needs a bound per frame")
+    layers, hidden = int(model.decoder.pred_rnn_layers), int(model.decoder.pred_hidden)
+    rng = np.random.default_rng(0)
+    targets = np.array([[blank_id], [0], [blank_id - 1]], np.int32)
+    b = targets.shape[0]
+    feeds = {
+        "encoder_outputs": rng.standard_normal((b, int(model.encoder.d_model), 1)).astype(np.float32),
+        "targets": targets,
+        "target_length": np.ones(b, np.int32),
+        "input_states_1": rng.standard_normal((layers, b, hidden)).astype(np.float32),
+        "input_states_2": rng.standard_normal((layers, b, hidden)).astype(np.float32),
+    }
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
+    with torch.no_grad():
+        # The two calls NeMo's greedy RNNT decoders make per step (_pred_step, _joint_step).
+        g, states = model.decoder.predict(
+            torch.from_numpy(targets).long(),
+            state=[torch.from_numpy(feeds["input_states_1"]), torch.from_numpy(feeds["input_states_2"])],
+            add_sos=False,
+            batch_size=b,
+        )
+        joint = model.joint.joint(torch.from_numpy(feeds["encoder_outputs"]).transpose(1, 2), g)
+        want = [joint.numpy(), *(s.numpy() for s in states)]
+    # The exported joint returns logits (NeMo's export switches its log_softmax off): compare
+    # the log-probs the decoder derives from them.
+    diffs = [np.abs(_log_softmax(got[0]) - _log_softmax(want[0])).max()]
+    diffs += [np.abs(g - w).max() for g, w in zip(got[2:], want[1:], strict=True)]
+    return {
+        "decoder_joint": path.name,
+        "pred_layers": layers,
+        "pred_hidden": hidden,
+        "max_symbols": int(max_symbols),
+        "io": onnx_io(path),
+        "export_check": {"onnx_vs_nemo_max_abs": float(max(diffs))},
+    }
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def share_and_verify(
+    profiles: dict[str, dict], out: Path, feats: FeatureSettings, keys: tuple[str, ...], weights: str
+) -> None:
+    """Externalise the weights of every profile's ``keys`` graphs into ``weights``, then check
     that each rewritten graph still gives bit-identical output."""
-    paths = [out / p["onnx"][key] for p in profiles.values() if key in p["onnx"]]
-    if not paths:
+    graphs = [(n, p, key) for n, p in profiles.items() for key in keys if key in p["onnx"]]
+    if not graphs:
         return
     chunks = {n: _random_chunks(p, feats.n_mels, 2, seed=7) for n, p in profiles.items()}
-    before = {n: run_onnx_stream(out / p["onnx"][key], chunks[n], p) for n, p in profiles.items()}
-    share_weights(paths, out / weights)
-    for n, p in profiles.items():
+    before = {(n, key): run_onnx_stream(out / p["onnx"][key], chunks[n], p) for n, p, key in graphs}
+    share_weights([out / p["onnx"][key] for _, p, key in graphs], out / weights)
+    for n, p, key in graphs:
         after = run_onnx_stream(out / p["onnx"][key], chunks[n], p)
-        if not np.array_equal(before[n], after):
+        if not np.array_equal(before[(n, key)], after):
             raise RuntimeError(f"{p['onnx'][key]} changed when its weights were externalised")
         p.setdefault("onnx_sha256", {})[p["onnx"][key]] = file_sha256(out / p["onnx"][key])
         p.setdefault("onnx_weights", {})[key] = weights
@@ -430,12 +506,14 @@ def share_and_verify(profiles: dict[str, dict], out: Path, feats: FeatureSetting
 # --------------------------------------------------------------------------- main
 
 
-def build_manifest(model: Any, args: argparse.Namespace, feats: FeatureSettings, vocab: list[str]) -> dict:
+def build_manifest(
+    model: Any, args: argparse.Namespace, feats: FeatureSettings, vocab: list[str], heads: list[str]
+) -> dict:
     """The model-level manifest (profiles are filled in by the caller)."""
     enc = model.encoder
     tokenizer = "bpe" if hasattr(model, "tokenizer") else "char"
-    arch = f"fastconformer-{'hybrid-rnnt-' if hasattr(model, 'ctc_decoder') else ''}ctc"
-    arch += f"-{enc.d_model}x{len(enc.layers)}"
+    kind = {("ctc",): "ctc", ("rnnt",): "rnnt", ("ctc", "rnnt"): "hybrid-rnnt-ctc"}[tuple(heads)]
+    arch = f"fastconformer-{kind}-{enc.d_model}x{len(enc.layers)}"
     digest = weights_digest(model, vocab)
     return {
         "schema": MANIFEST_SCHEMA,
@@ -458,8 +536,9 @@ def build_manifest(model: Any, args: argparse.Namespace, feats: FeatureSettings,
         "frame_shift_s": enc.subsampling_factor * feats.hop_length / feats.sample_rate,
         "features": {"file": "features.npz", **asdict(feats)},
         "encoder": {"d_model": int(enc.d_model), "n_layers": len(enc.layers)},
-        # Heads the serving path can use; "rnnt" (decoder_joint graphs) is a later addition.
-        "heads": ["ctc"],
+        # Heads the serving path can use: "ctc" (encoder graphs with the CTC head) and/or
+        # "rnnt" (head-less encoder graphs + decoder_joint, described under "rnnt").
+        "heads": heads,
     }
 
 
@@ -476,22 +555,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model = ASRModel.restore_from(str(args.model), map_location="cpu")
     model.eval()
-    _, vocab = ctc_head(model)
+    heads = model_heads(model)
+    vocab = vocabulary(model, heads)
     feats, fb, window, feat_problems = feature_settings(model)
     args.out.mkdir(parents=True, exist_ok=True)
-    for stale in [*args.out.glob("encoder-*.onnx"), *args.out.glob("encoder*.weights")]:
-        stale.unlink()
+    for stale in [*args.out.glob("encoder-*.onnx"), *args.out.glob("encoder*.weights"), args.out / DECODER_JOINT]:
+        stale.unlink(missing_ok=True)
     np.savez(
         args.out / "features.npz",
         filterbank=fb,
         window=window,
         **{k: np.asarray(v) for k, v in asdict(feats).items()},
     )
-    manifest = build_manifest(model, args, feats, vocab)
+    manifest = build_manifest(model, args, feats, vocab, heads)
     problems = feat_problems + streaming_problems(model.encoder)
     if problems:
         LOG.warning("not cache-aware streamable: %s", "; ".join(problems))
         manifest.update(mode="buffered", buffered_reasons=problems, profiles={})
+        select_head(model, heads[0])
         model.export(str(args.out / "encoder-offline.onnx"), check_trace=False)
     else:
         contexts = [list(map(int, c)) for c in model.encoder.att_context_size_all]
@@ -500,12 +581,15 @@ def main(argv: list[str] | None = None) -> int:
         if len({c[1] for c in contexts}) != len(contexts):
             raise SystemExit(f"att_context_size {contexts}: profiles are named by right context, which must differ")
         for ctx in contexts:
-            facts = export_profile(model, ctx, feats, args.out, args)
+            facts = export_profile(model, ctx, feats, heads, args.out, args)
             facts["default"] = ctx == default
             profiles[f"la{ctx[1]}"] = facts
-        share_and_verify(profiles, args.out, feats, "ctc", "encoder.weights")
-        share_and_verify(profiles, args.out, feats, "ctc_int8", "encoder.int8.weights")
+        # One weights file for both heads' graphs: they share every encoder tensor.
+        share_and_verify(profiles, args.out, feats, ("ctc", "rnnt"), "encoder.weights")
+        share_and_verify(profiles, args.out, feats, ("ctc_int8", "rnnt_int8"), "encoder.int8.weights")
         manifest.update(mode="cache_aware", profiles=profiles)
+        if "rnnt" in heads:
+            manifest["rnnt"] = rnnt_facts(model, args.out / DECODER_JOINT, manifest["blank_id"])
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     LOG.info("wrote %s (mode %s, profiles %s)", args.out, manifest["mode"], list(manifest["profiles"]))
     return 0

@@ -29,11 +29,6 @@ def parameter(config: dict[str, Any], key: str, cast: Callable[[str], T]) -> T:
         raise ConfigError(f"{config.get('name')}: parameter {key}={raw!r}: {exc}") from None
 
 
-def has_tensor(config: dict[str, Any], kind: str, name: str) -> bool:
-    """True when the config declares input/output ``name``."""
-    return any(entry["name"] == name for entry in config.get(kind, []))
-
-
 def tensor_dims(config: dict[str, Any], kind: str, name: str, data_type: str | tuple[str, ...]) -> list[int]:
     """Dims (batch excluded) of input or output ``name``, after checking its data type."""
     allowed = (data_type,) if isinstance(data_type, str) else data_type

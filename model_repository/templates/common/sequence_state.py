@@ -84,6 +84,11 @@ class SequenceStore(Generic[S]):
         self._seen[cid] = self._clock()
         return self._states[cid]
 
+    def renew(self, corrid: int) -> None:
+        """Give a live sequence a fresh state (its stream goes on as a new utterance)."""
+        if corrid in self._states:
+            self._states[corrid] = self._factory()
+
     def release(self, corrid: int) -> None:
         """Drop the state of a sequence (on END); unknown IDs are ignored."""
         self._states.pop(corrid, None)

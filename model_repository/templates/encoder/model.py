@@ -1,4 +1,8 @@
-"""Triton Python backend: cache-aware FastConformer encoder + CTC head on onnxruntime.
+"""Triton Python backend: cache-aware FastConformer encoder on onnxruntime.
+
+The graph is NeMo's export: with the CTC head (first output ``logprobs`` [B, T, V]) or
+without a head for the RNNT decoder (``outputs`` [B, d_model, T], transposed here). Either
+way ``ENCODED`` holds one row per encoder frame.
 
 Each sequence's encoder caches live in a dict keyed by correlation ID (created on START,
 freed on END, swept after ``sequence_ttl_s`` idle): the Python backend cannot use Triton's
@@ -52,6 +56,7 @@ class _Job:
     control: Control
     features: np.ndarray  # [max_chunks, n_mels, window]
     n_chunks: int
+    outputs: list[str]  # output names the request asks for
 
 
 class TritonPythonModel:
@@ -79,12 +84,15 @@ class TritonPythonModel:
         feats = tensor_dims(cfg, "input", "FEATURES", "TYPE_FP32")
         expect_dims(cfg, "input", "NUM_CHUNKS", "TYPE_INT32", [1])
         expect_dims(cfg, "output", "ENC_FRAMES", "TYPE_INT32", [1])
-        logprobs = tensor_dims(cfg, "output", "LOGPROBS", "TYPE_FP32")
+        expect_dims(cfg, "output", "ENCODER_FRAMES", "TYPE_INT32", [1])
+        encoded = tensor_dims(cfg, "output", "ENCODED", "TYPE_FP32")
+        expect_dims(cfg, "output", "ENCODER_OUT", "TYPE_FP32", encoded)
         self.max_chunks, self.window = feats[0], feats[2]
-        if logprobs[0] % self.max_chunks:
-            raise ConfigError(f"{self.name}: LOGPROBS rows {logprobs[0]} not a multiple of {self.max_chunks} chunks")
-        self.encoder_frames = logprobs[0] // self.max_chunks
-        self.n_classes = logprobs[1]
+        if encoded[0] % self.max_chunks:
+            raise ConfigError(f"{self.name}: ENCODED rows {encoded[0]} not a multiple of {self.max_chunks} chunks")
+        self.encoder_frames = encoded[0] // self.max_chunks
+        self.width = encoded[1]
+        self.head_output = self.session.get_outputs()[0].name
         self._check_graph(feats)
         self.caches: SequenceStore[EncoderCache] = SequenceStore(
             self._zero_cache,
@@ -103,24 +111,26 @@ class TritonPythonModel:
 
     def _check_graph(self, feats: list[int]) -> None:
         """Run one zero chunk: the graph must take the configured window and caches and
-        return ``encoder_frames`` rows of ``n_classes``."""
+        return ``encoder_frames`` rows of ``width``."""
         names = {i.name for i in self.session.get_inputs()}
         expected = {"audio_signal", "length", "cache_last_channel", "cache_last_time", "cache_last_channel_len"}
         if names != expected:
             raise ConfigError(f"{self.name}: ONNX inputs {sorted(names)}, expected {sorted(expected)}")
+        if self.head_output not in ("logprobs", "outputs"):
+            raise ConfigError(f"{self.name}: ONNX output {self.head_output!r}, expected logprobs or outputs")
         zero = self._zero_cache()
-        logprobs = self._run(np.zeros((1, feats[1], self.window), np.float32), [zero])
-        if logprobs.shape[1:] != (self.encoder_frames, self.n_classes):
+        rows = self._run(np.zeros((1, feats[1], self.window), np.float32), [zero])
+        if rows.shape[1:] != (self.encoder_frames, self.width):
             raise ConfigError(
-                f"{self.name}: ONNX gives {logprobs.shape[1:]} per chunk, config expects "
-                f"{(self.encoder_frames, self.n_classes)}"
+                f"{self.name}: ONNX gives {rows.shape[1:]} per chunk, config expects "
+                f"{(self.encoder_frames, self.width)}"
             )
 
     def _run(self, features: np.ndarray, caches: list[EncoderCache]) -> np.ndarray:
-        """One batched step; updates ``caches`` in place, returns log-probs [b, frames, classes]."""
+        """One batched step; updates ``caches`` in place, returns rows [b, frames, width]."""
         b = features.shape[0]
-        logprobs, channel, time, channel_len = self.session.run(
-            ["logprobs", "cache_last_channel_next", "cache_last_time_next", "cache_last_channel_next_len"],
+        head, channel, time, channel_len = self.session.run(
+            [self.head_output, "cache_last_channel_next", "cache_last_time_next", "cache_last_channel_next_len"],
             {
                 "audio_signal": features,
                 "length": np.full((b,), features.shape[2], np.int64),
@@ -131,7 +141,8 @@ class TritonPythonModel:
         )
         for i, c in enumerate(caches):
             c.channel, c.time, c.channel_len = channel[i], time[i], channel_len[i]
-        return logprobs
+        # The head-less (RNNT) encoder returns [b, d_model, frames].
+        return head if self.head_output == "logprobs" else head.transpose(0, 2, 1)
 
     def execute(self, requests: list[Any]) -> list[Any]:
         """One response per request, in order; a failed request gets an error response."""
@@ -154,12 +165,13 @@ class TritonPythonModel:
             if job.index in errors:
                 responses[job.index] = error_response(f"{self.name}: {errors[job.index]}")
                 continue
-            frames = job.n_chunks * self.encoder_frames
+            encoded = outputs[job.index][None]
+            frames = np.array([[job.n_chunks * self.encoder_frames]], np.int32)
+            tensors = {"ENCODED": encoded, "ENC_FRAMES": frames, "ENCODER_OUT": encoded, "ENCODER_FRAMES": frames}
+            # The diagnostic copies only when the ensemble's client asked for them.
+            wanted = set(job.outputs)
             responses[job.index] = pb_utils.InferenceResponse(
-                output_tensors=[
-                    pb_utils.Tensor("LOGPROBS", outputs[job.index][None]),
-                    pb_utils.Tensor("ENC_FRAMES", np.array([[frames]], np.int32)),
-                ]
+                output_tensors=[pb_utils.Tensor(name, value) for name, value in tensors.items() if name in wanted]
             )
         self.caches.sweep()
         self.live.set(len(self.caches))
@@ -171,7 +183,13 @@ class TritonPythonModel:
         n_chunks = int(tensor("NUM_CHUNKS").reshape(-1)[0])
         if not 0 <= n_chunks <= self.max_chunks:
             raise ValueError(f"corrid={control.corrid}: NUM_CHUNKS={n_chunks} outside 0..{self.max_chunks}")
-        return _Job(index=index, control=control, features=tensor("FEATURES")[0], n_chunks=n_chunks)
+        return _Job(
+            index=index,
+            control=control,
+            features=tensor("FEATURES")[0],
+            n_chunks=n_chunks,
+            outputs=request.requested_output_names(),
+        )
 
     def _serve(self, jobs: list[_Job], outputs: dict[int, np.ndarray], errors: dict[int, str]) -> None:
         """Run every chunk of every job, chunk-synchronously across jobs.
@@ -192,17 +210,17 @@ class TritonPythonModel:
             except UnknownSequence:
                 errors[job.index] = f"corrid={job.control.corrid}: no cache (START missing or sequence expired)"
                 continue
-            outputs[job.index] = np.zeros((self.max_chunks * self.encoder_frames, self.n_classes), np.float32)
+            outputs[job.index] = np.zeros((self.max_chunks * self.encoder_frames, self.width), np.float32)
             ready.append((job, cache))
         for r in range(self.max_chunks):
             active = [(job, cache) for job, cache in ready if job.n_chunks > r]
             if not active:
                 break
             feats = np.stack([job.features[r] for job, _ in active])
-            logprobs = self._run(feats, [cache for _, cache in active])
+            encoded = self._run(feats, [cache for _, cache in active])
             rows = slice(r * self.encoder_frames, (r + 1) * self.encoder_frames)
-            for (job, _), lp in zip(active, logprobs, strict=True):
-                outputs[job.index][rows] = lp
+            for (job, _), e in zip(active, encoded, strict=True):
+                outputs[job.index][rows] = e
         for job in first:
             if job.control.end:
                 self.caches.release(job.control.corrid)

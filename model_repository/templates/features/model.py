@@ -21,14 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backend import LiveSequencesGauge, answer_each, error_response, input_reader
 from chunker import ChunkGeometry, FeatureStream
-from model_config import (
-    ConfigError,
-    expect_dims,
-    expect_sequence_batching,
-    has_tensor,
-    parameter,
-    tensor_dims,
-)
+from model_config import ConfigError, expect_dims, expect_sequence_batching, parameter, tensor_dims
 from sequence_state import SequenceStore, UnknownSequence, read_control
 from streaming_mel import MelConfig
 
@@ -62,14 +55,6 @@ class TritonPythonModel:
                 f"{self.geometry.window}]"
             )
         self.max_chunks = feats[0]
-        # Targets whose encoder keeps its caches as Triton implicit state run it once per
-        # request, so each request must bring exactly one chunk (and its length input).
-        self.exactly_one_chunk = parameter(cfg, "exactly_one_chunk", int) == 1
-        self.emit_length = has_tensor(cfg, "output", "LENGTH")
-        if self.emit_length:
-            expect_dims(cfg, "output", "LENGTH", "TYPE_INT64", [1])
-        if self.exactly_one_chunk and self.max_chunks != 1:
-            raise ConfigError(f"{self.name}: exactly_one_chunk needs FEATURES dims [1, ...]")
         for out, dtype in (("NUM_CHUNKS", "TYPE_INT32"), ("CHUNK_START", "TYPE_FP32"), ("VALID_FRAMES", "TYPE_INT32")):
             expect_dims(cfg, "output", out, dtype, [1])
         self.streams: SequenceStore[FeatureStream] = SequenceStore(
@@ -108,12 +93,6 @@ class TritonPythonModel:
         if ctl.end:
             self.streams.release(ctl.corrid)
         k = chunks.features.shape[0]
-        if self.exactly_one_chunk and k != 1:
-            self.streams.release(ctl.corrid)
-            return error_response(
-                f"{self.name}: corrid={ctl.corrid}: {k} chunks; this target needs exactly one chunk per "
-                "request (first_chunk_samples, then chunk_samples, FLUSH only on a partial chunk)"
-            )
         if k > self.max_chunks:
             # Cannot happen with AUDIO_LEN <= first_chunk_samples (see the builder); the state
             # is no longer in step with the encoder, so the sequence must restart.
@@ -121,15 +100,14 @@ class TritonPythonModel:
             return error_response(f"{self.name}: corrid={ctl.corrid}: {k} chunks > max_chunks={self.max_chunks}")
         feats = np.zeros((1, self.max_chunks, *chunks.features.shape[1:]), np.float32)
         feats[0, :k] = chunks.features
-        outputs = [
-            pb_utils.Tensor("FEATURES", feats),
-            pb_utils.Tensor("NUM_CHUNKS", np.array([[k]], np.int32)),
-            pb_utils.Tensor("CHUNK_START", np.array([[chunks.start_s]], np.float32)),
-            pb_utils.Tensor("VALID_FRAMES", np.array([[chunks.valid_frames]], np.int32)),
-        ]
-        if self.emit_length:
-            outputs.append(pb_utils.Tensor("LENGTH", np.array([[self.geometry.window]], np.int64)))
-        return pb_utils.InferenceResponse(output_tensors=outputs)
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("FEATURES", feats),
+                pb_utils.Tensor("NUM_CHUNKS", np.array([[k]], np.int32)),
+                pb_utils.Tensor("CHUNK_START", np.array([[chunks.start_s]], np.float32)),
+                pb_utils.Tensor("VALID_FRAMES", np.array([[chunks.valid_frames]], np.int32)),
+            ]
+        )
 
     def finalize(self) -> None:
         """Drop every state."""
