@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
@@ -55,7 +56,7 @@ async def serve(cfg: Config) -> None:
             "serving on http://%s:%d (triton %s, models %s)",
             cfg.host, cfg.port, triton_url, ", ".join(sorted(runtime.models.ensembles)),
         )
-        waiters = [asyncio.create_task(stop.wait())]
+        waiters: list[asyncio.Task[Any]] = [asyncio.create_task(stop.wait())]
         if triton is not None:
             waiters.append(asyncio.create_task(triton.wait_exit()))
         done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
