@@ -49,9 +49,6 @@ Target = Literal["embedded", "onnxruntime", "tensorrt"]
 TARGETS: tuple[Target, ...] = ("embedded", "onnxruntime", "tensorrt")
 Head = Literal["ctc", "rnnt"]
 HEADS: tuple[str, ...] = ("auto", "ctc", "rnnt")
-# Names of the implicit length state in the wrapped graph (see scripts/state_encoder.py).
-LEN_STATE_IN = "cache_last_chan_len"
-LEN_STATE_OUT = "cache_last_chan_len_next"
 # Most chunks one request can yield when AUDIO_LEN <= first_chunk_samples: before a request
 # fewer than chunk_frames frames wait plus ceil(win/2 / hop) frames that still want right
 # context; a request adds at most chunk_frames + 1 frames. That is under 2 * chunk_frames + 3
@@ -315,10 +312,19 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
         "encoder_backend": spec.encoder_backend,
         "encoder_backend_name": target,
         "instance_kind": spec.instance_kind,
-        "len_state_in": LEN_STATE_IN,
-        "len_state_out": LEN_STATE_OUT,
         **rnnt_values(p),
+        **state_values(target),
     }
+
+
+def state_values(target: Target) -> dict[str, str]:
+    """Names of the wrapped graph's length state (implicit-state targets only: the import
+    needs the ``onnx`` package, which the embedded target does without)."""
+    if TARGET_SPECS[target].family != "state":
+        return {}
+    from scripts.state_encoder import LEN_STATE_IN, LEN_STATE_OUT
+
+    return {"len_state_in": LEN_STATE_IN, "len_state_out": LEN_STATE_OUT}
 
 
 def state_graph(p: Profile, values: Mapping[str, Any], dst: Path) -> None:
@@ -370,7 +376,7 @@ def trt_shapes(p: Profile, values: Mapping[str, Any], max_batch: int) -> str:
             "NUM_CHUNKS": [b, 1],
             "cache_last_channel": [b, *p.facts["cache_last_channel"]],
             "cache_last_time": [b, *p.facts["cache_last_time"]],
-            LEN_STATE_IN: [b, 1],
+            values["len_state_in"]: [b, 1],
         }
         return ",".join(f"{k}:{'x'.join(map(str, v))}" for k, v in dims.items())
 
@@ -474,7 +480,9 @@ def build_repository(
     options = Options(**opts)
     options.check()
     tpl = Path(templates) if templates else TEMPLATES
-    todo = [p for d in model_dirs for p in load_profiles(Path(d), options.head) if profiles is None or p.name in profiles]
+    todo = [
+        p for d in model_dirs for p in load_profiles(Path(d), options.head) if profiles is None or p.name in profiles
+    ]
     if not todo:
         raise RenderError(f"no servable profile in {list(map(str, model_dirs))} (profiles={profiles})")
     names = [p.ensemble for p in todo]
@@ -498,9 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch-size", type=int, default=Options.max_batch_size)
     ap.add_argument("--encoder-threads", type=int, default=Options.encoder_threads, help="onnxruntime intra-op threads")
     ap.add_argument("--precision", choices=("fp32", "int8"), default=Options.precision)
-    ap.add_argument(
-        "--head", choices=HEADS, default=Options.head, help="auto: RNNT when the model has it, else CTC"
-    )
+    ap.add_argument("--head", choices=HEADS, default=Options.head, help="auto: RNNT when the model has it, else CTC")
     ap.add_argument("--copy", action="store_true", help="copy model files instead of symlinking them")
     args = ap.parse_args(argv)
     # Run as a script, scripts/ is on sys.path but not the root that scripts.state_encoder needs.

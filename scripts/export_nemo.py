@@ -150,13 +150,10 @@ def model_heads(model: Any) -> list[str]:
     return heads
 
 
-def vocabulary(model: Any, heads: list[str]) -> list[str]:
+def vocabulary(model: Any) -> list[str]:
     """Token pieces (blank excluded, blank id = their count); a hybrid's two heads must agree."""
-    vocabs = []
-    if "ctc" in heads:
-        vocabs.append(list(ctc_module(model).vocabulary))
-    if "rnnt" in heads:
-        vocabs.append(list(model.joint.vocabulary))
+    heads = (ctc_module(model), getattr(model, "joint", None))
+    vocabs = [list(head.vocabulary) for head in heads if head is not None]
     if any(v != vocabs[0] for v in vocabs):
         raise SystemExit("the CTC and RNNT heads have different vocabularies")
     return vocabs[0]
@@ -298,6 +295,7 @@ def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any],
     ``conformer_stream_step``), then the CTC head for ``ctc``: the reference rows."""
     import torch
 
+    ctc = ctc_module(model) if head == "ctc" else None
     ch, tm, ln = model.encoder.get_initial_cache_state(batch_size=1)
     outs = []
     with torch.no_grad():
@@ -312,7 +310,7 @@ def run_nemo_stream(model: Any, chunks: list[np.ndarray], facts: dict[str, Any],
                 keep_all_outputs=False,
                 drop_extra_pre_encoded=facts["drop_extra_pre_encoded"],
             )
-            rows = ctc_module(model)(encoder_output=encoded) if head == "ctc" else encoded.transpose(1, 2)
+            rows = ctc(encoder_output=encoded) if ctc is not None else encoded.transpose(1, 2)
             outs.append(rows[0, : facts["encoder_frames"]].cpu().numpy())
     return np.concatenate(outs, axis=0)
 
@@ -556,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     model = ASRModel.restore_from(str(args.model), map_location="cpu")
     model.eval()
     heads = model_heads(model)
-    vocab = vocabulary(model, heads)
+    vocab = vocabulary(model)
     feats, fb, window, feat_problems = feature_settings(model)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in [*args.out.glob("encoder-*.onnx"), *args.out.glob("encoder*.weights"), args.out / DECODER_JOINT]:

@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CONTEXTS,
         help="JSON list of [left, right] encoder-frame contexts, first one is the default",
     )
+    p.add_argument("--pred-hidden", type=int, default=320, help="RNNT prediction network and joint width (--hybrid)")
     p.add_argument("--vocab-size", type=int, default=256)
     p.add_argument("--tokenizer", type=Path, help="existing NeMo SentencePiece tokenizer dir (tokenizer.model)")
     p.add_argument(
@@ -228,13 +229,17 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
         "optim": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 1e-3},
     }
     if args.hybrid:
-        cfg["model_defaults"] = {"enc_hidden": args.d_model, "pred_hidden": 320, "joint_hidden": 320}
+        cfg["model_defaults"] = {
+            "enc_hidden": args.d_model,
+            "pred_hidden": args.pred_hidden,
+            "joint_hidden": args.pred_hidden,
+        }
         cfg["decoder"] = {
             "_target_": "nemo.collections.asr.modules.RNNTDecoder",
             "normalization_mode": None,
             "random_state_sampling": False,
             "blank_as_pad": True,
-            "prednet": {"pred_hidden": 320, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.2},
+            "prednet": {"pred_hidden": args.pred_hidden, "pred_rnn_layers": 1, "t_max": None, "dropout": 0.2},
         }
         cfg["joint"] = {
             "_target_": "nemo.collections.asr.modules.RNNTJoint",
@@ -242,7 +247,7 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
             "preserve_memory": False,
             "fuse_loss_wer": True,
             "fused_batch_size": 4,
-            "jointnet": {"joint_hidden": 320, "activation": "relu", "dropout": 0.2},
+            "jointnet": {"joint_hidden": args.pred_hidden, "activation": "relu", "dropout": 0.2},
         }
         cfg["decoding"] = {"strategy": "greedy_batch", "greedy": {"max_symbols": 10}}
         cfg["loss"] = {"loss_name": "default"}

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import onnx
 from onnx import TensorProto, helper
@@ -112,8 +113,8 @@ def wrap_encoder(src: Path, dst: Path, geometry: Geometry) -> None:
     b.node("Unsqueeze", [state[2], "len_axes"], [LEN_STATE_OUT])
 
     # The export leaves the cache lengths symbolic; states have fixed shapes.
-    channel = ["batch", *g.cache_last_channel]
-    time = ["batch", *g.cache_last_time]
+    channel: list[str | int] = ["batch", *g.cache_last_channel]
+    time: list[str | int] = ["batch", *g.cache_last_time]
     graph = helper.make_graph(
         b.nodes,
         f"{enc.name}_triton_state",
@@ -150,11 +151,19 @@ class _Builder:
         self.constants: list[onnx.TensorProto] = []
         self.initializers = initializers
 
-    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs: object) -> None:
+    def node(self, op: str, inputs: list[str], outputs: list[str], **attrs: Any) -> None:
+        self._new(outputs)
         self.nodes.append(helper.make_node(op, inputs, outputs, name=f"ddx_{outputs[0]}", **attrs))
 
     def const(self, name: str, dtype: int, dims: list[int], values: list[float] | list[int]) -> None:
+        self._new([name])
         self.constants.append(helper.make_tensor(name, dtype, dims, values))
+
+    def _new(self, names: list[str]) -> None:
+        # The passes read the encoder's weights by name from this scope.
+        clash = set(names) & self.initializers
+        if clash:
+            raise GraphError(f"the encoder has initializers named {sorted(clash)}, which the wrapper uses")
 
 
 def _pass(
@@ -192,9 +201,7 @@ def _pass(
         helper.make_node("Reshape", [mask, "item3"], [f"{prefix}mask3"]),
         helper.make_node("Reshape", [mask, "item1"], [f"{prefix}mask1"]),
         helper.make_node("Where", [f"{prefix}mask3", head, "zero"], [f"then_rows_{i}"]),
-        helper.make_node(
-            "Where", [f"{prefix}mask4", out["cache_last_channel_next"], state[0]], [f"then_channel_{i}"]
-        ),
+        helper.make_node("Where", [f"{prefix}mask4", out["cache_last_channel_next"], state[0]], [f"then_channel_{i}"]),
         helper.make_node("Where", [f"{prefix}mask4", out["cache_last_time_next"], state[1]], [f"then_time_{i}"]),
         helper.make_node(
             "Where", [f"{prefix}mask1", out["cache_last_channel_next_len"], state[2]], [f"then_chan_len_{i}"]

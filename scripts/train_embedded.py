@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from pathlib import Path
@@ -189,8 +190,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     run = args.run_dir
     model = EncDecCTCModelBPE.restore_from(str(run / "init.nemo"), map_location="cpu").to(device)
     rows = [r for m in args.train_manifest for r in read_manifest(m)
-            if args.min_dur <= r["duration"] <= args.max_dur]
+            if args.min_dur <= r["duration"] <= args.max_dur][: args.subset]
     val_rows = [r for m in args.val_manifest for r in read_manifest(m, args.val_limit)]
+    if args.no_spec_augment:
+        model.spec_augmentation = None
     data = ManifestDataset(rows, model.tokenizer)
     durations = [r["duration"] for r in rows]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
@@ -226,8 +229,12 @@ def cmd_train(args: argparse.Namespace) -> None:
             save_atomic({"model": model.state_dict(), "step": step, **m}, run / "best.pt")
             model.save_to(str(run / "best.nemo"))
 
+    # SIGTERM/SIGINT (kill, session end) finish the current step, checkpoint and exit.
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
     t_ckpt = t_val = time.time()
-    loss_sum, n_sum, t_log, audio_sum = 0.0, 0, time.time(), 0.0
+    loss_sum, n_sum, t_log, audio_sum, tok_sum = 0.0, 0, time.time(), 0.0, 0
     model.train()
     while step < args.max_steps:
         batches = epoch_batches(durations, epoch, args.seed, args.batch_seconds, args.max_batch)
@@ -245,24 +252,30 @@ def cmd_train(args: argparse.Namespace) -> None:
             opt.step()
             step += 1
             batch_pos += 1
-            loss_sum += loss.item()
+            loss_sum += loss.item() * len(t_len)  # mean_batch: per-utterance sum, batch-averaged
+            tok_sum += int(t_len.sum())
             n_sum += 1
             audio_sum += float(a_len.sum()) / 16000
             if step % args.log_every == 0:
                 dt = time.time() - t_log
-                log(f"step {step} epoch {epoch} loss {loss_sum / n_sum:.3f} lr {lr_at(step, args):.2e} "
+                # Per-token loss is comparable across utterance-length settings (ln 257 = 5.55 at chance).
+                log(f"step {step} epoch {epoch} loss/token {loss_sum / tok_sum:.3f} lr {lr_at(step, args):.2e} "
                     f"{dt / n_sum:.2f} s/step {audio_sum / n_sum:.0f} s audio/batch")
-                loss_sum, n_sum, t_log, audio_sum = 0.0, 0, time.time(), 0.0
+                loss_sum, n_sum, t_log, audio_sum, tok_sum = 0.0, 0, time.time(), 0.0, 0
             if time.time() - t_val > args.val_every_min * 60:
                 run_validation()
                 t_val = time.time()
             if time.time() - t_ckpt > args.ckpt_every_min * 60:
                 checkpoint()
                 t_ckpt = time.time()
-            if step >= args.max_steps:
+            if step >= args.max_steps or stop:
                 break
         else:
             epoch, batch_pos = epoch + 1, 0
+        if stop:
+            checkpoint()
+            log(f"stopped by signal {stop[0]} at step {step}; checkpoint saved")
+            return
     run_validation()
     checkpoint()
     log("max steps reached")
@@ -308,6 +321,9 @@ def main() -> None:
     ap.add_argument("--val-limit", type=int, default=200)
     ap.add_argument("--min-dur", type=float, default=0.3)
     ap.add_argument("--max-dur", type=float, default=8.0)
+    ap.add_argument("--subset", type=int, default=None,
+                    help="train on the first N utterances only: repeating a small set escapes the CTC blank plateau")
+    ap.add_argument("--no-spec-augment", action="store_true", help="disable SpecAugment (bootstrap phase)")
     ap.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio seconds per batch")
     ap.add_argument("--max-batch", type=int, default=48)
     ap.add_argument("--lr", type=float, default=2e-3)

@@ -8,7 +8,9 @@ per-sequence state apart from the numerics.
 from __future__ import annotations
 
 import json
+import re
 import sys
+import urllib.request
 import wave
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ MODEL_DIR = REPO / "models" / "embedded"
 FIXTURES = REPO / "tests" / "fixtures"
 TEMPLATES = REPO / "model_repository" / "templates"
 OUTPUTS = ("CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF")
+# The ensemble's optional outputs: what the encoder produced (docs/triton-contract.md).
+DIAGNOSTICS = ("ENCODER_OUT", "ENCODER_FRAMES")
 
 # The feature chunker ships inside the Triton model folder; the tests import it from there.
 sys.path.insert(0, str(TEMPLATES / "features"))
@@ -78,10 +82,21 @@ class Response:
     tokens: list[int]
     token_frames: list[int]
     token_conf: list[float]
+    encoder_out: np.ndarray | None = None  # [ENCODER_FRAMES, width], when asked for
 
 
-def request(model: str, sequence_id: int, width: int, step: Step, start: bool, end: bool, rid: str) -> dict:
-    """A ``stream_infer`` request dict following docs/triton-contract.md."""
+def request(
+    model: str,
+    sequence_id: int,
+    width: int,
+    step: Step,
+    start: bool,
+    end: bool,
+    rid: str,
+    diagnostics: bool = False,
+) -> dict:
+    """A ``stream_infer`` request dict following docs/triton-contract.md (with the encoder's
+    output too when ``diagnostics``)."""
     import tritonclient.grpc as grpcclient
 
     audio = np.zeros((1, width), np.float32)
@@ -97,7 +112,7 @@ def request(model: str, sequence_id: int, width: int, step: Step, start: bool, e
     return {
         "model_name": model,
         "inputs": inputs,
-        "outputs": [grpcclient.InferRequestedOutput(n) for n in OUTPUTS],
+        "outputs": [grpcclient.InferRequestedOutput(n) for n in (*OUTPUTS, *(DIAGNOSTICS if diagnostics else ()))],
         "request_id": rid,
         "sequence_id": sequence_id,
         "sequence_start": start,
@@ -105,7 +120,7 @@ def request(model: str, sequence_id: int, width: int, step: Step, start: bool, e
     }
 
 
-def parse(result: Any) -> Response:
+def parse(result: Any, diagnostics: bool = False) -> Response:
     """Check output shapes and types, return plain values."""
     out = {n: result.as_numpy(n) for n in OUTPUTS}
     assert out["CHUNK_START"].shape == (1, 1) and out["CHUNK_START"].dtype == np.float32
@@ -114,29 +129,42 @@ def parse(result: Any) -> Response:
     assert out["TOKENS"].shape == out["TOKEN_FRAMES"].shape == out["TOKEN_CONF"].shape == (1, k)
     assert out["TOKENS"].dtype == out["TOKEN_FRAMES"].dtype == np.int32
     assert out["TOKEN_CONF"].dtype == np.float32
+    encoder_out = None
+    if diagnostics:
+        frames = result.as_numpy("ENCODER_FRAMES")
+        assert frames.shape == (1, 1) and frames.dtype == np.int32
+        encoder_out = result.as_numpy("ENCODER_OUT")[0, : int(frames[0, 0])]
     return Response(
         chunk_start=float(out["CHUNK_START"][0, 0]),
         num_frames=int(out["NUM_FRAMES"][0, 0]),
         tokens=out["TOKENS"][0].tolist(),
         token_frames=out["TOKEN_FRAMES"][0].tolist(),
         token_conf=out["TOKEN_CONF"][0].tolist(),
+        encoder_out=encoder_out,
     )
 
 
 async def stream(
-    client: Any, model: str, sequence_id: int, width: int, steps: list[Step], end: bool = True
+    client: Any,
+    model: str,
+    sequence_id: int,
+    width: int,
+    steps: list[Step],
+    end: bool = True,
+    diagnostics: bool = False,
 ) -> list[Response]:
     """Send ``steps`` as one sequence on one gRPC stream; responses in request order."""
 
     async def requests():  # type: ignore[no-untyped-def]
         for i, step in enumerate(steps):
-            yield request(model, sequence_id, width, step, i == 0, end and i == len(steps) - 1, str(i))
+            last = end and i == len(steps) - 1
+            yield request(model, sequence_id, width, step, i == 0, last, str(i), diagnostics)
 
     got: dict[str, Response] = {}
     async for result, error in client.stream_infer(requests()):
         if error is not None:
             raise error
-        got[result.get_response().id] = parse(result)
+        got[result.get_response().id] = parse(result, diagnostics)
         if len(got) == len(steps):
             break
     return [got[str(i)] for i in range(len(steps))]
@@ -209,3 +237,13 @@ def assert_same(got: list[Response], want: list[Response]) -> None:
         assert g.tokens == w.tokens, i
         assert g.token_frames == w.token_frames, i
         np.testing.assert_allclose(g.token_conf, w.token_conf, rtol=1e-5, atol=1e-6)
+
+
+def live_sequences(triton: Any) -> dict[str, float]:
+    """The models' ``ddx_live_sequences`` gauges from the metrics endpoint of an ``EmbeddedTriton``."""
+    with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r'^ddx_live_sequences\{model="([^"]+)"\} (\S+)$', text, re.MULTILINE)
+    }

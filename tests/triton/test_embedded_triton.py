@@ -10,8 +10,6 @@ import asyncio
 import itertools
 import json
 import math
-import re
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +26,7 @@ from tests.triton.helpers import (
     Response,
     Step,
     assert_same,
+    live_sequences,
     load_wav,
     model_manifest,
     plan,
@@ -87,16 +86,6 @@ async def client(triton: EmbeddedTriton) -> AsyncIterator[grpc_aio.InferenceServ
 @pytest.fixture(scope="module")
 def profiles() -> dict[str, Any]:
     return model_manifest()["profiles"]
-
-
-def live_sequences(triton: EmbeddedTriton) -> dict[str, float]:
-    """The models' ``ddx_live_sequences`` gauges from Triton's metrics endpoint."""
-    with urllib.request.urlopen(triton.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return {
-        m.group(1): float(m.group(2))
-        for m in re.finditer(r'^ddx_live_sequences\{model="([^"]+)"\} (\S+)$', text, re.MULTILINE)
-    }
 
 
 async def test_ensembles_carry_the_manifest(client: grpc_aio.InferenceServerClient, profiles: dict) -> None:

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from scripts.build_model_repository import (
@@ -21,6 +20,11 @@ from scripts.build_model_repository import (
     render,
 )
 from tests.triton.helpers import MODEL_DIR, model_manifest
+from tests.triton.repository_checks import (
+    assert_ensembles_are_wired,
+    assert_state_encoder_matches_its_graph,
+    parse_config,
+)
 
 CONTRACT_KEYS = {
     "model",
@@ -44,36 +48,6 @@ CONTRACT_KEYS = {
 
 CONTRACT_OUTPUTS = {"CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF"}
 DIAGNOSTIC_OUTPUTS = {"ENCODER_OUT", "ENCODER_FRAMES"}
-# ONNX element type name → Triton data type.
-ONNX_TO_TRITON = {"float": "TYPE_FP32", "int32": "TYPE_INT32", "int64": "TYPE_INT64"}
-
-
-def parse_config(path: Path) -> model_config_pb2.ModelConfig:
-    return text_format.Parse(path.read_text(), model_config_pb2.ModelConfig())
-
-
-def tensors(config: model_config_pb2.ModelConfig, kind: str) -> dict[str, tuple[str, list[int]]]:
-    """Name → (data type, dims) of a config's inputs or outputs."""
-    return {
-        t.name: (model_config_pb2.DataType.Name(t.data_type), list(t.dims)) for t in getattr(config, kind)
-    }
-
-
-def assert_ensembles_are_wired(repo: Path) -> None:
-    """Every ensemble step names real inputs and outputs of its model, every tensor a step
-    reads was produced before (same type and dims), and every ensemble output is produced."""
-    for path in repo.glob("asr_*/config.pbtxt"):
-        ensemble = parse_config(path)
-        available = tensors(ensemble, "input")
-        for step in ensemble.ensemble_scheduling.step:
-            model = parse_config(repo / step.model_name / "config.pbtxt")
-            inputs, outputs = tensors(model, "input"), tensors(model, "output")
-            for key, value in step.input_map.items():
-                assert available[value] == inputs[key], (path, step.model_name, key)
-            for key, value in step.output_map.items():
-                available[value] = outputs[key]
-        for name, spec in tensors(ensemble, "output").items():
-            assert available[name] == spec, (path, name)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -168,6 +142,8 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         build_repository("embedded", [MODEL_DIR], tmp_path / "b", max_batch_size=4, preferred_batch_sizes=(8,))
     with pytest.raises(RenderError):
         build_repository("nope", [MODEL_DIR], tmp_path / "c")
+    with pytest.raises(RenderError, match="no rnnt head"):
+        build_repository("embedded", [MODEL_DIR], tmp_path / "d", head="rnnt")
 
 
 def test_shipped_model_files_exist() -> None:
@@ -187,40 +163,9 @@ def test_ensemble_steps_fit_their_models(target: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])
 def test_state_target_config_matches_its_graph(target: str, tmp_path: Path) -> None:
-    """What Triton's onnxruntime / tensorrt backend checks at load time: the config's inputs,
-    outputs and states are the graph's, with the graph's types and (batch first) dims."""
-    import onnx
-
     build_repository(target, [MODEL_DIR], tmp_path / "repo", profiles=["la6"])
     folder = tmp_path / "repo" / "embedded_la6_encoder"
-    encoder = parse_config(folder / "config.pbtxt")
-    states = {s.input_name: s.output_name for s in encoder.sequence_batching.state}
-    assert states == {
-        "cache_last_channel": "cache_last_channel_next",
-        "cache_last_time": "cache_last_time_next",
-        "cache_last_chan_len": "cache_last_chan_len_next",
-    }
-    graph = onnx.load(str(folder / "1" / "model.onnx"), load_external_data=False).graph
-
-    def described(values: object) -> dict[str, tuple[str, list[int | str]]]:
-        out = {}
-        for v in values:  # type: ignore[attr-defined]
-            t = v.type.tensor_type
-            dims = [d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim]
-            out[v.name] = (ONNX_TO_TRITON[onnx.TensorProto.DataType.Name(t.elem_type).lower()], dims)
-        return out
-
-    graph_in, graph_out = described(graph.input), described(graph.output)
-    state_in = {
-        s.input_name: (model_config_pb2.DataType.Name(s.data_type), list(s.dims)) for s in encoder.sequence_batching.state
-    }
-    want_in = tensors(encoder, "input") | state_in
-    want_out = tensors(encoder, "output") | {states[name]: spec for name, spec in state_in.items()}
-    assert set(graph_in) == set(want_in) and set(graph_out) == set(want_out)
-    for name, (dtype, dims) in {**want_in, **want_out}.items():
-        got_type, got_dims = (graph_in | graph_out)[name]
-        assert got_type == dtype and got_dims == ["batch", *dims], name
-    assert (folder / "1" / "encoder.weights").is_file()
+    assert_state_encoder_matches_its_graph(folder)
     if target == "tensorrt":
         shapes = (folder / "trtexec_shapes.txt").read_text()
         assert "--maxShapes=FEATURES:32x3x80x" in shapes and "cache_last_chan_len:32x1" in shapes

@@ -56,7 +56,6 @@ class _Job:
     control: Control
     features: np.ndarray  # [max_chunks, n_mels, window]
     n_chunks: int
-    outputs: list[str]  # output names the request asks for
 
 
 class TritonPythonModel:
@@ -167,11 +166,15 @@ class TritonPythonModel:
                 continue
             encoded = outputs[job.index][None]
             frames = np.array([[job.n_chunks * self.encoder_frames]], np.int32)
-            tensors = {"ENCODED": encoded, "ENC_FRAMES": frames, "ENCODER_OUT": encoded, "ENCODER_FRAMES": frames}
-            # The diagnostic copies only when the ensemble's client asked for them.
-            wanted = set(job.outputs)
+            # The ensemble asks a step for every output it maps, so the diagnostic copies are
+            # always sent; Triton drops them unless the ensemble's client asked for them.
             responses[job.index] = pb_utils.InferenceResponse(
-                output_tensors=[pb_utils.Tensor(name, value) for name, value in tensors.items() if name in wanted]
+                output_tensors=[
+                    pb_utils.Tensor("ENCODED", encoded),
+                    pb_utils.Tensor("ENC_FRAMES", frames),
+                    pb_utils.Tensor("ENCODER_OUT", encoded),
+                    pb_utils.Tensor("ENCODER_FRAMES", frames),
+                ]
             )
         self.caches.sweep()
         self.live.set(len(self.caches))
@@ -183,13 +186,7 @@ class TritonPythonModel:
         n_chunks = int(tensor("NUM_CHUNKS").reshape(-1)[0])
         if not 0 <= n_chunks <= self.max_chunks:
             raise ValueError(f"corrid={control.corrid}: NUM_CHUNKS={n_chunks} outside 0..{self.max_chunks}")
-        return _Job(
-            index=index,
-            control=control,
-            features=tensor("FEATURES")[0],
-            n_chunks=n_chunks,
-            outputs=request.requested_output_names(),
-        )
+        return _Job(index=index, control=control, features=tensor("FEATURES")[0], n_chunks=n_chunks)
 
     def _serve(self, jobs: list[_Job], outputs: dict[int, np.ndarray], errors: dict[int, str]) -> None:
         """Run every chunk of every job, chunk-synchronously across jobs.
