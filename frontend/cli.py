@@ -19,7 +19,7 @@ from aiohttp import web
 
 from frontend import config as config_module
 from frontend.app import drain, make_app, make_runtime
-from frontend.config import Config
+from frontend.config import REPO_ROOT, Config
 
 log = logging.getLogger("ddx_stt")
 
@@ -29,7 +29,12 @@ async def serve(cfg: Config) -> None:
     triton = None
     triton_url = cfg.triton_url
     if cfg.embedded:
-        # Imported here so `--triton-url` deployments never touch the model-repository builder.
+        # The builder is `scripts/build_model_repository.py`, which model-ops teams also run by
+        # hand; like the templates and models it reads, it comes from the checkout this editable
+        # install points at, whatever the working directory. Imported here so `--triton-url`
+        # deployments never touch it.
+        if str(REPO_ROOT) not in sys.path:
+            sys.path.insert(0, str(REPO_ROOT))
         from frontend.triton.server import EmbeddedTriton
         from scripts.build_model_repository import build_repository
 
