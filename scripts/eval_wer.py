@@ -68,7 +68,8 @@ def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[st
         batch = torch.zeros(len(audios), int(lens.max()))
         for k, a in enumerate(audios):
             batch[k, : len(a)] = torch.from_numpy(a)
-        log_probs, enc_len, _ = model.forward(input_signal=batch, input_signal_length=lens)
+        dev = next(model.parameters()).device
+        log_probs, enc_len, _ = model.forward(input_signal=batch.to(dev), input_signal_length=lens.to(dev))
         for i, ids in zip(idx, greedy_ctc(log_probs, enc_len, blank)):
             hyps[i] = model.tokenizer.ids_to_text(ids) if ids else ""
         start = end

@@ -207,6 +207,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         opt.load_state_dict(ck["optim"])
         step, epoch, batch_pos, best = ck["step"], ck["epoch"], ck["batch_pos"], tuple(ck["best"])
         log(f"resumed from {last}: step {step}, epoch {epoch}, batch {batch_pos}, best val WER/CER {best}")
+    elif args.init_encoder_from:
+        # Warm start: a small-vocabulary CTC run leaves the blank plateau in a few hundred steps
+        # where the 256-token head sits at chance for thousands; its encoder transfers as is.
+        src = torch.load(args.init_encoder_from, map_location="cpu", weights_only=False)["model"]
+        enc = {k: v for k, v in src.items() if k.startswith(("encoder.", "preprocessor."))}
+        missing = model.load_state_dict(enc, strict=False).missing_keys
+        log(f"encoder initialised from {args.init_encoder_from} ({len(enc)} tensors; "
+            f"left at init: {sorted({k.split('.')[0] for k in missing})})")
     log(f"train: {len(rows)} utts, {sum(durations) / 3600:.2f} h; val: {len(val_rows)} utts; device {device}; "
         f"args {vars(args)}")
 
@@ -243,6 +251,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         for audio, a_len, tokens, t_len in loader:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, args)
+            # After a warm start, fit the new CTC head before its random gradients reach the encoder.
+            frozen = step < args.freeze_encoder_steps
+            for p in model.encoder.parameters():
+                p.requires_grad_(not frozen)
             audio, a_len, tokens, t_len = (x.to(device) for x in (audio, a_len, tokens, t_len))
             log_probs, enc_len, _ = model.forward(input_signal=audio, input_signal_length=a_len)
             loss = model.loss(log_probs=log_probs, targets=tokens, input_lengths=enc_len, target_lengths=t_len)
@@ -323,6 +335,10 @@ def main() -> None:
     ap.add_argument("--max-dur", type=float, default=8.0)
     ap.add_argument("--subset", type=int, default=None,
                     help="train on the first N utterances only: repeating a small set escapes the CTC blank plateau")
+    ap.add_argument("--init-encoder-from", type=Path, default=None,
+                    help="fresh runs only: copy encoder weights from this last.pt/best.pt (any vocabulary)")
+    ap.add_argument("--freeze-encoder-steps", type=int, default=0,
+                    help="train only the CTC head for the first N steps (use with --init-encoder-from)")
     ap.add_argument("--no-spec-augment", action="store_true", help="disable SpecAugment (bootstrap phase)")
     ap.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio seconds per batch")
     ap.add_argument("--max-batch", type=int, default=48)

@@ -33,6 +33,7 @@ from types import TracebackType
 log = logging.getLogger(__name__)
 
 _LOG_TAIL_LINES = 200
+_EXIT_POLL_S = 0.5
 
 
 class TritonStartError(RuntimeError):
@@ -402,13 +403,19 @@ class EmbeddedTriton:
         """Restart the child when it dies on its own; give up after ``max_restarts``."""
         while True:
             assert self._proc is not None
-            code = await self._proc.wait()
+            # Not `await proc.wait()`: asyncio resolves it only once every pipe is closed, and
+            # the Python-backend stubs of a killed server inherit its stdout and may keep it
+            # open for a long while. `returncode` is set as soon as the child itself exits.
+            while self._proc.returncode is None:
+                await asyncio.sleep(_EXIT_POLL_S)
+            code = self._proc.returncode
+            if not self._stopping:
+                # Stubs of the dead server must not linger next to the new one's.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
             await self._drain_output()
             if self._stopping:
                 return
-            # Stubs of the dead server must not linger next to the new one's.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
             self.exit_code = code
             log.error("tritonserver exited unexpectedly with code %s; log tail:\n%s", code, self.log_tail(30))
             if self.restarts >= self.max_restarts:

@@ -135,6 +135,7 @@ class SequenceStream:
             yield _request(self._model, self.sequence_id, self._width, infer)
 
     async def _run(self) -> None:
+        responses = None
         try:
             responses = self._client.stream_infer(self._requests())
             async for result, error in responses:
@@ -153,9 +154,14 @@ class SequenceStream:
             self._log.warning("triton sequence failed: %s", exc)
             await self._on_error(str(exc))
         finally:
+            if responses is not None:
+                # Ends gRPC's request-consumer task, which would otherwise wait on our queue.
+                responses.cancel()
             # Unblock a reader coroutine waiting in `send` on a stream that will never drain.
             while not self._queue.empty():
                 self._queue.get_nowait()
+            # And let the request generator return, so gRPC's consumer of it finishes too.
+            self._queue.put_nowait(None)
             self._done.set()
 
     async def close(self, timeout: float) -> None:
