@@ -247,3 +247,23 @@ def live_sequences(triton: Any) -> dict[str, float]:
         m.group(1): float(m.group(2))
         for m in re.finditer(r'^ddx_live_sequences\{model="([^"]+)"\} (\S+)$', text, re.MULTILINE)
     }
+
+# The manifest keys docs/triton-contract.md promises the frontend, restated independently of the builder.
+CONTRACT_KEYS = {
+    "model",
+    "profile",
+    "lookahead_ms",
+    "display_name",
+    "version",
+    "uuid",
+    "arch",
+    "languages",
+    "sample_rate",
+    "chunk_samples",
+    "first_chunk_samples",
+    "frame_shift_s",
+    "vocabulary",
+    "blank_id",
+    "word_boundary",
+    "default",
+}

@@ -21,6 +21,7 @@ from tritonclient.utils import InferenceServerException
 from frontend.triton.server import EmbeddedTriton
 from scripts.build_model_repository import build_repository
 from tests.triton.helpers import (
+    CONTRACT_KEYS,
     MODEL_DIR,
     Reference,
     Response,
@@ -37,24 +38,6 @@ from tests.triton.helpers import (
 # Fixtures run on the session loop (pyproject: asyncio_default_fixture_loop_scope); so do tests.
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CONTRACT_KEYS = {
-    "model",
-    "profile",
-    "lookahead_ms",
-    "display_name",
-    "version",
-    "uuid",
-    "arch",
-    "languages",
-    "sample_rate",
-    "chunk_samples",
-    "first_chunk_samples",
-    "frame_shift_s",
-    "vocabulary",
-    "blank_id",
-    "word_boundary",
-    "default",
-}
 _ids = itertools.count(1000)
 
 

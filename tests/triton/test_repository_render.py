@@ -19,31 +19,13 @@ from scripts.build_model_repository import (
     build_repository,
     render,
 )
-from tests.triton.helpers import MODEL_DIR, model_manifest
+from tests.triton.helpers import CONTRACT_KEYS, MODEL_DIR, model_manifest
 from tests.triton.repository_checks import (
     assert_ensembles_are_wired,
     assert_state_encoder_matches_its_graph,
     parse_config,
 )
 
-CONTRACT_KEYS = {
-    "model",
-    "profile",
-    "lookahead_ms",
-    "display_name",
-    "version",
-    "uuid",
-    "arch",
-    "languages",
-    "sample_rate",
-    "chunk_samples",
-    "first_chunk_samples",
-    "frame_shift_s",
-    "vocabulary",
-    "blank_id",
-    "word_boundary",
-    "default",
-}
 
 
 CONTRACT_OUTPUTS = {"CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF"}
