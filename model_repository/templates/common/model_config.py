@@ -7,7 +7,9 @@ instead of producing wrong tensors. No Triton imports.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -59,3 +61,10 @@ def expect_sequence_batching(config: dict[str, Any]) -> None:
     missing = {"START", "END", "CORRID"} - controls
     if missing:
         raise ConfigError(f"{config['name']}: control inputs {sorted(missing)} missing")
+
+
+def load_sequence_model(args: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+    """The parsed config of a sequence-batched model (checked as such) and its version folder."""
+    config: dict[str, Any] = json.loads(args["model_config"])
+    expect_sequence_batching(config)
+    return config, Path(args["model_repository"]) / args["model_version"]

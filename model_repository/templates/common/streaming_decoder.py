@@ -16,7 +16,6 @@ from its start symbol). All requests of one ``execute`` call are decoded togethe
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -24,7 +23,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 import triton_python_backend_utils as pb_utils
 from backend import LiveSequencesGauge, error_response, input_reader
-from model_config import ConfigError, expect_dims, expect_sequence_batching, parameter, tensor_dims
+from model_config import ConfigError, expect_dims, load_sequence_model, parameter, tensor_dims
 from sequence_state import Control, SequenceStore, UnknownSequence, read_control
 
 S = TypeVar("S")
@@ -75,10 +74,9 @@ class StreamingDecoder(Generic[S]):
 
     def initialize(self, args: dict[str, Any]) -> None:
         """Check the config (inputs, outputs, blank id), then the head's own setup."""
-        cfg = json.loads(args["model_config"])
+        cfg, version_dir = load_sequence_model(args)
         self.name = cfg["name"]
         self.log = pb_utils.Logger
-        expect_sequence_batching(cfg)
         self.blank = parameter(cfg, "blank_id", int)
         self.max_rows, width = tensor_dims(cfg, "input", "ENCODED", "TYPE_FP32")
         for name in ("ENC_FRAMES", "VALID_FRAMES", "FLUSH"):
@@ -89,7 +87,7 @@ class StreamingDecoder(Generic[S]):
         expect_dims(cfg, "output", "NUM_FRAMES", "TYPE_INT32", [1])
         if self.blank < 0:
             raise ConfigError(f"{self.name}: blank_id {self.blank} is negative")
-        self.setup(cfg, Path(args["model_repository"]) / args["model_version"], width)
+        self.setup(cfg, version_dir, width)
         self.states: SequenceStore[S] = SequenceStore(
             self.new_state,
             ttl_s=parameter(cfg, "sequence_ttl_s", float),

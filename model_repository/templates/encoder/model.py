@@ -12,7 +12,6 @@ their caches stacked; a request carrying several chunks takes one such round per
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from backend import LiveSequencesGauge, error_response, input_reader
 from model_config import (
     ConfigError,
     expect_dims,
-    expect_sequence_batching,
+    load_sequence_model,
     parameter,
     tensor_dims,
 )
@@ -63,11 +62,9 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, Any]) -> None:
         """Open the ONNX session, check config and graph agree, warm up."""
-        cfg = json.loads(args["model_config"])
+        cfg, version_dir = load_sequence_model(args)
         self.name = cfg["name"]
         self.log = pb_utils.Logger
-        expect_sequence_batching(cfg)
-        version_dir = Path(args["model_repository"]) / args["model_version"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = parameter(cfg, "intra_op_threads", int)
         opts.inter_op_num_threads = 1

@@ -9,7 +9,6 @@ frames cover real audio (``VALID_FRAMES``). END flushes, then frees the sequence
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from backend import LiveSequencesGauge, answer_each, error_response, input_reader
 from chunker import ChunkGeometry, FeatureStream
-from model_config import ConfigError, expect_dims, expect_sequence_batching, parameter, tensor_dims
+from model_config import ConfigError, expect_dims, load_sequence_model, parameter, tensor_dims
 from sequence_state import SequenceStore, UnknownSequence, read_control
 from streaming_mel import MelConfig
 
@@ -31,11 +30,9 @@ class TritonPythonModel:
 
     def initialize(self, args: dict[str, Any]) -> None:
         """Load ``features.npz`` and check that the config matches it."""
-        cfg = json.loads(args["model_config"])
+        cfg, version_dir = load_sequence_model(args)
         self.name = cfg["name"]
         self.log = pb_utils.Logger
-        expect_sequence_batching(cfg)
-        version_dir = Path(args["model_repository"]) / args["model_version"]
         self.mel_cfg = MelConfig.from_npz(version_dir / parameter(cfg, "features_npz", str))
         self.geometry = ChunkGeometry(
             chunk_frames=parameter(cfg, "chunk_frames", int),
