@@ -50,13 +50,13 @@ def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> li
 
 
 @torch.inference_mode()
-def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[str]:
-    """Greedy transcripts for manifest rows, batched by similar duration to limit padding."""
+def log_probs(model, rows: list[dict], batch_seconds: float = 120.0) -> list[np.ndarray]:
+    """Full-utterance CTC log-probs [frames, classes] for manifest rows, batched by similar
+    duration to limit padding."""
     was_training = model.training
     model.eval()
-    blank = model.decoder.num_classes_with_blank - 1
     order = sorted(range(len(rows)), key=lambda i: rows[i]["duration"])
-    hyps: list[str] = [""] * len(rows)
+    out: list[np.ndarray] = [np.zeros(0)] * len(rows)
     start = 0
     while start < len(order):
         end = start + 1
@@ -69,11 +69,22 @@ def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[st
         for k, a in enumerate(audios):
             batch[k, : len(a)] = torch.from_numpy(a)
         dev = next(model.parameters()).device
-        log_probs, enc_len, _ = model.forward(input_signal=batch.to(dev), input_signal_length=lens.to(dev))
-        for i, ids in zip(idx, greedy_ctc(log_probs, enc_len, blank)):
-            hyps[i] = model.tokenizer.ids_to_text(ids) if ids else ""
+        lp, enc_len, _ = model.forward(input_signal=batch.to(dev), input_signal_length=lens.to(dev))
+        for k, i in enumerate(idx):
+            out[i] = lp[k, : int(enc_len[k])].float().cpu().numpy()
         start = end
     model.train(was_training)
+    return out
+
+
+def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[str]:
+    """Greedy transcripts for manifest rows."""
+    blank = model.decoder.num_classes_with_blank - 1
+    hyps = []
+    for lp in log_probs(model, rows, batch_seconds):
+        t = torch.from_numpy(lp)[None]
+        ids = greedy_ctc(t, torch.tensor([t.shape[1]]), blank)[0]
+        hyps.append(model.tokenizer.ids_to_text(ids) if ids else "")
     return hyps
 
 

@@ -83,7 +83,8 @@ class Transcript:
             token_conf: Sequence[float], *, decoded_until: float) -> bool:
         """Append one response's tokens and advance the cursor to `decoded_until`.
 
-        Token time = `chunk_start + frame * frame_shift_s`; a word ends one frame after its
+        Token time = `chunk_start + frame * frame_shift_s` (a frame may be negative: a token
+        decided after the request it belongs to); a word ends one frame after its
         last token, never past the decoded audio. Returns whether the open segment changed.
         Raises `RecognizerFailure` on output that breaks the contract.
         """
@@ -92,9 +93,11 @@ class Transcript:
                                     f"{len(token_conf)} confidences")
         changed = False
         for token, frame, confidence in zip(tokens, token_frames, token_conf, strict=True):
-            if not 0 <= token < len(self._vocabulary) or frame < 0:
+            start = chunk_start + frame * self._frame_shift
+            # Half a frame of slack: a late token's time is float32 arithmetic on the server.
+            if not 0 <= token < len(self._vocabulary) or start < -self._frame_shift / 2:
                 raise RecognizerFailure(f"token {token} at frame {frame} is outside the "
-                                        f"vocabulary of {len(self._vocabulary)}")
+                                        f"vocabulary of {len(self._vocabulary)} or before the stream")
             piece = self._vocabulary[token]
             if _SPECIAL_PIECE.fullmatch(piece):
                 continue
@@ -103,7 +106,9 @@ class Transcript:
             if not text:
                 self._word_open = False
                 continue
-            start = chunk_start + frame * self._frame_shift
+            # A beam search decides some tokens a request late (negative frames); one that
+            # falls before a segment already closed belongs to the open one.
+            start = max(start, self.segment_start)
             end = max(start, min(start + self._frame_shift, decoded_until))
             probability = _probability(float(confidence))
             if starts_word or not self._word_open:

@@ -100,3 +100,12 @@ def test_cut_after_a_boundary_takes_everything() -> None:
     segment = t.cut_at_word_boundary()
     assert segment is not None and segment.end == 0.48
     assert [w.text for w in segment.words] == ["world"]
+
+
+def test_a_token_decided_late_keeps_its_earlier_time_but_never_leaves_the_open_segment() -> None:
+    t = Transcript(SPM, "▁", 0.08)
+    t.add(1.0, [3], [-5], [0.9], decoded_until=1.5)  # a beam search settled it a request late
+    assert t.words[0].start == pytest.approx(0.6)
+    t.take()
+    t.add(2.0, [1], [-15], [0.9], decoded_until=2.5)  # after a cut at 1.5 s: stays in the new segment
+    assert t.words[0].start == pytest.approx(1.5)

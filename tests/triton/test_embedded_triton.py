@@ -48,7 +48,9 @@ def next_id() -> int:
 @pytest.fixture(scope="module")
 async def triton(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedTriton]:
     repo = tmp_path_factory.mktemp("triton") / "repo"
-    names = build_repository("embedded", [MODEL_DIR], repo, max_batch_size=8, preferred_batch_sizes=(4, 8))
+    # Greedy: ``Reference`` recomputes greedy CTC; test_beam_triton.py covers the beam search.
+    names = build_repository("embedded", [MODEL_DIR], repo, max_batch_size=8, preferred_batch_sizes=(4, 8),
+                             decoding="greedy")
     server = EmbeddedTriton(repo, models=names)
     await server.start(timeout=180)
     try:

@@ -4,8 +4,9 @@ decoders subclass ``StreamingDecoder`` and only implement ``setup``, ``new_state
 
 Per request: the encoder's ``ENCODED`` rows (``ENC_FRAMES`` valid), how many of those frames
 cover real audio (``VALID_FRAMES``, fewer after a FLUSH padded the last chunk) and ``FLUSH``.
-Out: the tokens that start in this request, their frame (0-based in the request, clamped into
-the real audio: a token found in a flush's padding belongs to the real audio's end), their
+Out: the tokens this request decides, their frame (0-based in the request, clamped into
+the real audio: a token found in a flush's padding belongs to the real audio's end; negative
+for a token a beam search decided late, which belongs to an earlier request), their
 posterior, and ``NUM_FRAMES`` = ``VALID_FRAMES``.
 
 One decoder state per correlation ID: created on START, dropped on END and after
@@ -40,10 +41,12 @@ class Decoded:
 
 @dataclass(frozen=True)
 class DecodeJob(Generic[S]):
-    """One request to decode: its valid rows and its sequence's state (updated in place)."""
+    """One request to decode: its rows, its sequence's state (updated in place) and whether
+    the utterance ends with it (FLUSH or END: a decoder holding tokens back emits them all)."""
 
     rows: np.ndarray  # [ENC_FRAMES, width]
     state: S
+    final: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class StreamingDecoder(Generic[S]):
         jobs: dict[int, DecodeJob[S]] = {}
         for i, req in batch.items():
             try:
-                jobs[i] = DecodeJob(req.rows, self.states.acquire(req.control))
+                jobs[i] = DecodeJob(req.rows, self.states.acquire(req.control), req.flush or req.control.end)
             except UnknownSequence:
                 responses[i] = error_response(
                     f"{self.name}: corrid={req.control.corrid}: no state (START missing or sequence expired)"

@@ -1,12 +1,16 @@
-"""Triton Python backend: CTC greedy decoding across a stream's requests.
+"""Triton Python backend: CTC decoding across a stream's requests, greedy or beam search.
 
-A token is emitted where a frame's argmax differs from the previous frame's (carried per
-sequence across requests) and is not blank; its confidence is that frame's posterior.
+Greedy: a token is emitted where a frame's argmax differs from the previous frame's (carried
+per sequence across requests) and is not blank; its confidence is that frame's posterior.
+Beam search (``beam_size`` > 1, with the word LM ``lm_file``): ``ctc_beam.py``; a token is
+emitted once every hypothesis agrees on it, so it may belong to an earlier request than the
+one that emits it (a negative ``TOKEN_FRAMES``); a FLUSH or END emits the best hypothesis.
 Requests, states and responses: see ``streaming_decoder.py``.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +20,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from model_config import ConfigError
+from ctc_beam import BeamConfig, CtcBeamSearch, Emitted, Pieces
+from model_config import ConfigError, parameter
 from streaming_decoder import Decoded, DecodeJob, StreamingDecoder
+from word_lm import WordLM
 
 
 @dataclass
@@ -41,16 +47,47 @@ def greedy_ctc(logprobs: np.ndarray, blank: int, state: CtcState) -> Decoded:
     )
 
 
-class TritonPythonModel(StreamingDecoder[CtcState]):
-    """Greedy CTC decoder with per-correlation-ID previous token."""
+def beam_step(rows: np.ndarray, search: CtcBeamSearch, final: bool) -> Decoded:
+    """Advance one sequence's beam by a request's rows; frames relative to the request."""
+    first = search.t
+    out = search.advance(rows)
+    if final:
+        rest = search.finish()
+        out = Emitted(out.tokens + rest.tokens, out.frames + rest.frames, out.conf + rest.conf)
+    return Decoded(
+        tokens=np.asarray(out.tokens, np.int32),
+        frames=np.asarray(out.frames, np.int32) - first,
+        confidence=np.asarray(out.conf, np.float32),
+    )
+
+
+class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
+    """CTC decoder with a per-correlation-ID greedy state or beam."""
 
     def setup(self, cfg: dict[str, Any], version_dir: Path, width: int) -> None:
         """``ENCODED`` rows are log-probs over the vocabulary and the blank."""
         if self.blank >= width:
             raise ConfigError(f"{self.name}: blank_id {self.blank} outside 0..{width - 1}")
+        beam = parameter(cfg, "beam_size", int)
+        self.beam: BeamConfig | None = None
+        if beam <= 1:
+            return
+        vocabulary = json.loads((version_dir / parameter(cfg, "vocabulary_file", str)).read_text())
+        lm_file = parameter(cfg, "lm_file", str)
+        self.lm = WordLM(version_dir / lm_file) if lm_file else None
+        self.pieces = Pieces(vocabulary, self.blank)
+        self.beam = BeamConfig(beam=beam, lm_weight=parameter(cfg, "lm_weight", float),
+                               word_bonus=parameter(cfg, "word_bonus", float))
+        self.log.log_info(f"{self.name}: beam search {self.beam}, LM {lm_file or 'none'}")
 
-    def new_state(self) -> CtcState:
-        return CtcState(previous=self.blank)
+    def new_state(self) -> CtcState | CtcBeamSearch:
+        if self.beam is None:
+            return CtcState(previous=self.blank)
+        return CtcBeamSearch(self.pieces, self.lm, self.beam)
 
-    def decode(self, jobs: list[DecodeJob[CtcState]]) -> list[Decoded]:
-        return [greedy_ctc(job.rows, self.blank, job.state) for job in jobs]
+    def decode(self, jobs: list[DecodeJob[CtcState | CtcBeamSearch]]) -> list[Decoded]:
+        return [
+            beam_step(job.rows, job.state, job.final) if isinstance(job.state, CtcBeamSearch)
+            else greedy_ctc(job.rows, self.blank, job.state)
+            for job in jobs
+        ]

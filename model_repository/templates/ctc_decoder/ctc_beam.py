@@ -1,0 +1,219 @@
+"""Streaming CTC prefix beam search with a word n-gram LM (numpy and dicts, no Triton imports,
+so the offline tuning script runs the very same code).
+
+Hypotheses are token prefixes of SentencePiece pieces (``▁`` starts a word). A word is
+scored by the LM when the next word starts (or the utterance ends); a partial word that is
+no prefix of any word the LM knows is charged the ``<unk>`` score at once, so spelling
+nonsense loses the beam early instead of at the word's end.
+
+Output is append-only, as the Triton contract wants: a token is emitted as soon as every
+surviving hypothesis contains it (the stable prefix), the rest at the end of the utterance.
+A token can therefore be emitted in a later request than the frame it belongs to; its frame
+is counted from the start of the utterance, and the caller turns it into a frame of the
+request (possibly negative).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from word_lm import BOS, EOS, WordLM
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class BeamConfig:
+    beam: int = 8
+    lm_weight: float = 0.5
+    word_bonus: float = 1.0
+    # Candidate tokens per frame: at most ``max_candidates`` within ``prune_margin`` nats of
+    # the frame's best token; frames where blank is this sure (log-prob) expand nothing.
+    max_candidates: int = 8
+    prune_margin: float = 8.0
+    blank_skip: float = -1e-3
+    # After this many frames of sure blank (a pause) the beam settles on its best
+    # hypothesis, so the words before a pause are emitted without waiting for a flush.
+    settle_frames: int = 4
+
+
+@dataclass
+class _Hyp:
+    """What a prefix means besides its CTC scores (a function of the prefix alone)."""
+
+    last: int  # last token of the whole prefix (emitted part included), blank if none
+    lm: float  # ln P of the completed words so far, and <unk> charges of partial words
+    words: int  # words started
+    history: tuple[str, ...]  # LM state before the partial word
+    partial: str  # the word being spelled
+    known_prefix: bool  # partial is a prefix of a word the LM knows
+    frames: tuple[int, ...]  # utterance frame of each token of the (unemitted) tail
+    conf: tuple[float, ...]
+
+
+@dataclass
+class Emitted:
+    tokens: list[int] = field(default_factory=list)
+    frames: list[int] = field(default_factory=list)
+    conf: list[float] = field(default_factory=list)
+
+
+class Pieces:
+    """Per-token facts the search needs: word start, text, and which ids it never proposes."""
+
+    def __init__(self, vocabulary: list[str], blank: int, boundary: str = "▁") -> None:
+        self.blank = blank
+        self.starts_word = [p.startswith(boundary) for p in vocabulary]
+        self.text = [p[len(boundary):] if s else p for p, s in zip(vocabulary, self.starts_word)]
+        # <unk>, <s> and friends carry no text: never worth a beam slot.
+        self.allowed = np.array(
+            [not (p.startswith("<") and p.endswith(">")) for p in vocabulary] + [False] * (blank + 1 - len(vocabulary)),
+            dtype=bool,
+        )
+        self.allowed[blank] = False
+
+
+class CtcBeamSearch:
+    """The beam of one utterance; ``advance`` per block of frames, ``finish`` at its end."""
+
+    def __init__(self, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig) -> None:
+        self.p = pieces
+        self.lm = lm
+        self.cfg = cfg
+        self.t = 0  # frames consumed in this utterance
+        self.quiet = 0  # sure-blank frames in a row
+        start = _Hyp(pieces.blank, 0.0, 0, (BOS,), "", True, (), ())
+        self.beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
+        self.info: dict[tuple[int, ...], _Hyp] = {(): start}
+
+    # ----------------------------------------------------------------- scoring
+
+    def _total(self, key: tuple[int, ...]) -> float:
+        pb, pnb = self.beams[key]
+        h = self.info[key]
+        return float(np.logaddexp(pb, pnb)) + self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words
+
+    def _complete_word(self, h: _Hyp) -> tuple[float, tuple[str, ...]]:
+        """LM charge and new history for finishing ``h.partial`` (empty partial: nothing)."""
+        if not h.partial or self.lm is None:
+            return 0.0, h.history
+        charge = self.lm.score(h.history, h.partial) if h.known_prefix else 0.0  # <unk> already charged
+        return charge, self.lm.state(h.history, h.partial)
+
+    def _extend(self, h: _Hyp, token: int, frame: int, conf: float) -> _Hyp:
+        lm, history, partial, words = h.lm, h.history, h.partial, h.words
+        if self.p.starts_word[token]:
+            charge, history = self._complete_word(h)
+            lm += charge
+            partial, words = self.p.text[token], words + 1
+            known = True
+        else:
+            partial = partial + self.p.text[token]
+            known = h.known_prefix
+        if known and self.lm is not None and partial and partial not in self.lm.prefixes:
+            lm += self.lm.unk_logprob
+            known = False
+        return _Hyp(token, lm, words, history, partial, known, h.frames + (frame,), h.conf + (conf,))
+
+    # ----------------------------------------------------------------- search
+
+    def advance(self, logprobs: np.ndarray) -> Emitted:
+        """Consume ``logprobs`` [frames, classes]; returns the tokens that became stable."""
+        blank = self.p.blank
+        for row in logprobs:
+            lp_blank = float(row[blank])
+            if lp_blank > self.cfg.blank_skip:
+                candidates: list[int] = []
+                self.quiet += 1
+            else:
+                self.quiet = 0
+                masked = np.where(self.p.allowed, row, NEG_INF)
+                k = min(self.cfg.max_candidates, masked.size - 1)
+                top = np.argpartition(masked, -k)[-k:]
+                floor = float(masked[top].max()) - self.cfg.prune_margin
+                candidates = [int(c) for c in top if masked[c] > floor]
+            self._step(row, lp_blank, candidates)
+            self.t += 1
+            if self.quiet == self.cfg.settle_frames and len(self.beams) > 1:
+                best = max(self.beams, key=lambda k: self._closed_total(k, False))
+                self.beams = {best: self.beams[best]}
+                self.info = {best: self.info[best]}
+        return self._emit_stable()
+
+    def _step(self, row: np.ndarray, lp_blank: float, candidates: list[int]) -> None:
+        nxt: dict[tuple[int, ...], list[float]] = {}
+
+        def add(key: tuple[int, ...], b: float, nb: float) -> None:
+            cur = nxt.get(key)
+            if cur is None:
+                nxt[key] = [b, nb]
+            else:
+                cur[0] = float(np.logaddexp(cur[0], b))
+                cur[1] = float(np.logaddexp(cur[1], nb))
+
+        for key, (pb, pnb) in self.beams.items():
+            h = self.info[key]
+            total = float(np.logaddexp(pb, pnb))
+            add(key, total + lp_blank, NEG_INF)
+            if h.last != self.p.blank and pnb > NEG_INF:
+                add(key, NEG_INF, pnb + float(row[h.last]))  # the last token held
+            for c in candidates:
+                lp = float(row[c])
+                new = key + (c,)
+                # A repeat needs a blank in between to count as a new token.
+                via = pb if c == h.last else total
+                if via == NEG_INF:
+                    continue
+                if new not in self.info:
+                    self.info[new] = self._extend(h, c, self.t, float(np.exp(lp)))
+                add(new, NEG_INF, via + lp)
+        self.beams = {k: (v[0], v[1]) for k, v in nxt.items()}
+        if len(self.beams) > self.cfg.beam:
+            keep = sorted(self.beams, key=self._total, reverse=True)[: self.cfg.beam]
+            self.beams = {k: self.beams[k] for k in keep}
+        self.info = {k: self.info[k] for k in self.beams}
+
+    def _emit_stable(self) -> Emitted:
+        keys = list(self.beams)
+        n = min(map(len, keys))
+        common = 0
+        while common < n and all(k[common] == keys[0][common] for k in keys):
+            common += 1
+        return self._emit(keys[0], common)
+
+    def _emit(self, key: tuple[int, ...], count: int) -> Emitted:
+        """Emit the first ``count`` tokens of ``key`` (shared by every beam) and drop them."""
+        out = Emitted()
+        if not count:
+            return out
+        h = self.info[key]
+        out.tokens, out.frames, out.conf = list(key[:count]), list(h.frames[:count]), list(h.conf[:count])
+        beams, info = {}, {}
+        for k, v in self.beams.items():
+            hk = self.info[k]
+            tail = k[count:]
+            beams[tail] = v
+            info[tail] = _Hyp(hk.last, hk.lm, hk.words, hk.history, hk.partial, hk.known_prefix,
+                              hk.frames[count:], hk.conf[count:])
+        self.beams, self.info = beams, info
+        return out
+
+    def _closed_total(self, key: tuple[int, ...], utterance_end: bool) -> float:
+        """Score with the partial word taken as complete (a pause or the end), and ``</s>``."""
+        h = self.info[key]
+        charge, history = self._complete_word(h)
+        if utterance_end and self.lm is not None and h.words:
+            charge += self.lm.score(history, EOS)
+        return self._total(key) + self.cfg.lm_weight * charge
+
+    def finish(self) -> Emitted:
+        """End of utterance: the best hypothesis, its last word and ``</s>`` scored."""
+        best = max(self.beams, key=lambda k: self._closed_total(k, True))
+        h = self.info[best]
+        return Emitted(list(best), list(h.frames), list(h.conf))
+
+def decode_utterance(logprobs: np.ndarray, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig) -> list[int]:
+    """A whole utterance at once (offline evaluation and tuning): its tokens, in order."""
+    search = CtcBeamSearch(pieces, lm, cfg)
+    return search.advance(logprobs).tokens + search.finish().tokens

@@ -1,0 +1,112 @@
+"""The CTC decoder's beam search and word LM (``model_repository/templates/ctc_decoder``),
+on synthetic log-probs where the right answer is known, and the LM builder's output."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.triton.helpers import REPO, TEMPLATES
+
+sys.path.insert(0, str(TEMPLATES / "ctc_decoder"))
+
+from ctc_beam import BeamConfig, CtcBeamSearch, Pieces, decode_utterance  # noqa: E402
+from word_lm import BOS, EOS, WordLM  # noqa: E402
+
+VOCAB = ["<unk>", "▁the", "▁ca", "t", "▁a", "r", "▁dog", "s"]
+BLANK = len(VOCAB)
+PIECES = Pieces(VOCAB, BLANK)
+
+
+def frames(*spec: dict[int, float] | int, floor: float = 1e-4) -> np.ndarray:
+    """Log-probs, one row per spec: {token: prob} (the rest of the mass on blank) or a token id."""
+    rows = []
+    for s in spec:
+        p = np.full(BLANK + 1, floor)
+        probs = {s: 0.95} if isinstance(s, int) else s
+        for token, value in probs.items():
+            p[token] = value
+        if BLANK not in probs:
+            p[BLANK] = max(0.0, 1.0 - sum(probs.values()))
+        rows.append(np.log(p / p.sum()))
+    return np.array(rows)
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> WordLM:
+    text = tmp_path_factory.mktemp("lm") / "text.txt"
+    text.write_text("the cat\nthe cat sat\na cat\nthe dog\n" * 20 + "the car\n")
+    out = text.with_name("lm.arpa.gz")
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build_lm.py"), str(text), "--out", str(out)], check=True)
+    return WordLM(out)
+
+
+def greedy(lp: np.ndarray) -> list[int]:
+    best = lp.argmax(1)
+    prev = np.concatenate([[BLANK], best[:-1]])
+    return [int(t) for t in best[(best != BLANK) & (best != prev)]]
+
+
+def test_without_lm_the_beam_finds_what_greedy_finds_on_clear_audio() -> None:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, len(VOCAB), 40)
+    lp = frames(*[int(t) if k % 3 else BLANK for k, t in enumerate(ids)])
+    assert decode_utterance(lp, PIECES, None, BeamConfig(lm_weight=0, word_bonus=0)) == greedy(lp)
+
+
+def test_a_repeat_needs_a_blank_between() -> None:
+    lp = frames(3, 3, BLANK, 3)
+    assert decode_utterance(lp, PIECES, None, BeamConfig(lm_weight=0, word_bonus=0)) == [3, 3]
+
+
+def test_the_lm_turns_an_acoustic_near_tie_into_the_known_word(lm: WordLM) -> None:
+    # "▁the ▁ca t|r": acoustics slightly prefer "r" (car: once in the text), the LM "cat".
+    lp = frames(1, BLANK, 2, BLANK, {5: 0.5, 3: 0.45}, BLANK)
+    assert greedy(lp) == [1, 2, 5]
+    assert decode_utterance(lp, PIECES, lm, BeamConfig(lm_weight=1.0, word_bonus=0)) == [1, 2, 3]
+    assert decode_utterance(lp, PIECES, None, BeamConfig(lm_weight=0, word_bonus=0)) == [1, 2, 5]
+
+
+def test_streaming_in_blocks_equals_one_pass_and_tokens_keep_their_frames(lm: WordLM) -> None:
+    rng = np.random.default_rng(1)
+    spec: list[dict[int, float] | int] = []
+    for _ in range(30):
+        a, b = rng.choice(np.arange(1, len(VOCAB)), 2, replace=False)
+        spec += [{int(a): 0.6, int(b): 0.3}, BLANK, BLANK]
+    lp = frames(*spec)
+    cfg = BeamConfig(lm_weight=0.5, word_bonus=1.0)
+    whole = decode_utterance(lp, PIECES, lm, cfg)
+    search = CtcBeamSearch(PIECES, lm, cfg)
+    tokens, token_frames = [], []
+    for start in range(0, len(lp), 7):
+        out = search.advance(lp[start:start + 7])
+        tokens += out.tokens
+        token_frames += out.frames
+    assert tokens, "a stable prefix is emitted before the end"
+    rest = search.finish()
+    tokens += rest.tokens
+    token_frames += rest.frames
+    assert tokens == whole
+    assert token_frames == sorted(token_frames)
+    # Each token sits on a frame where it had real probability, never on a blank-only frame.
+    assert all(lp[f, t] > math.log(0.2) for t, f in zip(tokens, token_frames))
+
+
+def test_a_pause_settles_the_beam_so_words_are_not_held_back(lm: WordLM) -> None:
+    lp = frames(1, BLANK, 2, {5: 0.5, 3: 0.45}, *[BLANK] * 6)
+    search = CtcBeamSearch(PIECES, lm, BeamConfig(lm_weight=1.0, word_bonus=0))
+    assert search.advance(lp).tokens == [1, 2, 3]
+    assert search.finish().tokens == []
+
+
+def test_arpa_backoff_and_normalisation(lm: WordLM) -> None:
+    assert lm.order == 3
+    assert lm.score((BOS, "the"), "cat") > lm.score((BOS, "the"), "car") > lm.score((BOS, "the"), "zebra")
+    for history in [(BOS,), (BOS, "the"), ("a", "cat"), ("unseen", "words")]:
+        total = sum(math.exp(lm.score(history, w)) for w in [*lm.words, EOS])
+        assert total == pytest.approx(1.0, abs=0.1)
+    assert "ca" in lm.prefixes and "cx" not in lm.prefixes
