@@ -49,6 +49,16 @@ def _optional_path(text: str) -> Path | None:
     return Path(text) if text else None
 
 
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in options:
+            raise ValueError(f"{text!r}: one of {', '.join(options)}")
+        return value
+
+    return parse
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("host", "--host", "DDX_STT_HOST", "0.0.0.0", str, "Address the HTTP/WebSocket server binds."),
     Setting("port", "--port", "DDX_STT_PORT", 4600, int, "Port of the HTTP/WebSocket server."),
@@ -71,6 +81,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds to wait for the embedded Triton and its models to become ready."),
     Setting("encoder_threads", "--encoder-threads", "DDX_STT_ENCODER_THREADS", 2, int,
             "onnxruntime intra-op threads of the embedded encoder."),
+    Setting("head", "--head", "DDX_STT_HEAD", "auto", _choice("auto", "ctc", "rnnt"),
+            "Decoder head of hybrid RNNT+CTC models in the embedded target: auto (RNNT), ctc or rnnt."),
+    Setting("decoding", "--decoding", "DDX_STT_DECODING", "auto", _choice("auto", "greedy"),
+            "CTC decoding in the embedded target: auto (beam search with the model's word LM when it ships "
+            "one, as the embedded model does) or greedy."),
     Setting("api_keys", "--api-keys", "DDX_STT_API_KEYS", (), _csv,
             "Accepted API keys, comma list. With no keys at all any non-empty token is accepted (a warning is logged)."),
     Setting("api_key_file", "--api-key-file", "DDX_STT_API_KEY_FILE", None, _optional_path,
@@ -109,6 +124,8 @@ class Config:
     triton_grpc_port: int = 0
     triton_start_timeout_s: float = 180.0
     encoder_threads: int = 2
+    head: str = "auto"
+    decoding: str = "auto"
     api_keys: tuple[str, ...] = ()
     api_key_file: Path | None = None
     idle_timeout_s: float = 10.0
