@@ -39,7 +39,8 @@ async def serve(cfg: Config) -> None:
         from scripts.build_model_repository import build_repository
 
         names = build_repository("embedded", list(cfg.model_dirs), cfg.repository_dir,
-                                 encoder_threads=cfg.encoder_threads, head=cfg.head, decoding=cfg.decoding)
+                                 encoder_threads=cfg.encoder_threads, precision=cfg.precision,
+                                 head=cfg.head, decoding=cfg.decoding)
         log.info("generated %s with %s", cfg.repository_dir, ", ".join(names))
         triton = EmbeddedTriton(cfg.repository_dir, grpc_port=cfg.triton_grpc_port)
         await triton.start(timeout=cfg.triton_start_timeout_s)
