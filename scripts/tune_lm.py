@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=None, help="keep the log-probs here (.npz per set) for reruns")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -72,8 +73,19 @@ def main() -> None:
         hyps = [text(greedy(lp) if cfg is None else decode_utterance(lp, pieces, lm, cfg)) for lp in lps]
         return score(refs, hyps), hyps
 
+    def cached_log_probs(name: str, rows: list[dict]) -> list[np.ndarray]:
+        path = args.cache / f"{args.model.stem}_{args.latency}_{name}_{args.limit}.npz" if args.cache else None
+        if path and path.is_file():
+            with np.load(path) as z:
+                return [z[str(i)] for i in range(len(rows))]
+        lps = log_probs(model, rows)
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **{str(i): lp for i, lp in enumerate(lps)})
+        return lps
+
     val = [r for _, r in select_rows(read_manifest(args.corpus / "val.jsonl"), args.limit)]
-    val_lp = log_probs(model, val)
+    val_lp = cached_log_probs("val", val)
     val_refs = [r["text"] for r in val]
     s0, _ = run(val_lp, val_refs, None)
     print(f"val greedy: WER {100 * s0.wer:.1f}% CER {100 * s0.cer:.1f}%", flush=True)
@@ -91,7 +103,7 @@ def main() -> None:
               "val_greedy": {"wer": s0.wer, "cer": s0.cer}, "grid": grid, "chosen": best, "sets": {}}
     for es in resolve_sets(args.set or ["all"]):
         rows = [r for _, r in load_set(es, args.corpus, args.limit)]
-        lps = log_probs(model, rows)
+        lps = cached_log_probs(es.name, rows)
         refs = [r["text"] for r in rows]
         g, _ = run(lps, refs, None)
         t0 = time.monotonic()
