@@ -14,8 +14,11 @@ Writes into ``--out``:
 * ``manifest.json``: everything model-specific the repository builder and the frontend need
   (vocabulary, blank, frame shift, per-profile chunk sizes and cache shapes, uuid...).
 
-Models that are not cache-aware (full-context attention, per-utterance normalisation...) get
-``"mode": "buffered"`` and an offline ``encoder-offline.onnx``; serving them is a later step.
+Models that are not cache-aware (full-context attention, non-causal convolutions,
+per-utterance normalisation...) get ``"mode": "buffered"``: ``encoder-offline.onnx`` (and
+``encoder-offline.rnnt.onnx``) is NeMo's offline encoder export with a dynamic time axis, and the
+one profile ``la<N>`` describes the window the service runs it on (``--buffer-chunk-s``,
+``--buffer-left-s``, ``--buffer-right-s``; see ``scripts/buffered_export.py``).
 
 ``manifest.json`` lists the heads (``"heads": ["ctc", "rnnt"]`` for a hybrid) and, for RNNT,
 the prediction network's shapes and NeMo's greedy ``max_symbols`` (key ``rnnt``).
@@ -36,11 +39,17 @@ import shutil
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Run as a script, scripts/ is on sys.path but not the repository root that ``scripts.*`` needs.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scripts import buffered_export as buffered  # noqa: E402
 
 LOG = logging.getLogger("export_nemo")
 
@@ -66,6 +75,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--version", default="0", help="model version echoed in metadata")
     p.add_argument("--int8", action="store_true", help="also write dynamically quantised int8 encoders")
     p.add_argument("--check-chunks", type=int, default=3, help="chunks of ONNX-vs-NeMo check per profile")
+    p.add_argument(
+        "--buffer-chunk-s",
+        type=float,
+        default=buffered.DEFAULT_CHUNK_S,
+        help="buffered models: seconds decoded per window (a multiple of the encoder frame shift)",
+    )
+    p.add_argument(
+        "--buffer-left-s", type=float, default=buffered.DEFAULT_LEFT_S, help="buffered models: left context seconds"
+    )
+    p.add_argument(
+        "--buffer-right-s",
+        type=float,
+        default=buffered.DEFAULT_RIGHT_S,
+        help="buffered models: right context seconds (every result waits for it)",
+    )
     return p.parse_args(argv)
 
 
@@ -87,27 +111,40 @@ class FeatureSettings:
     mag_power: float
     pad_value: float
     pre_encode_fill: float
+    # "none", or "per_feature" (NeMo normalises every band over the utterance; buffered serving
+    # over each window).
+    normalize: str
 
 
-def feature_settings(model: Any) -> tuple[FeatureSettings, np.ndarray, np.ndarray, list[str]]:
-    """Settings, filterbank [n_mels, n_fft//2+1] and window [win_length] of the preprocessor.
+@dataclass(frozen=True)
+class FeatureProblems:
+    """Why the preprocessor cannot be served as it is."""
 
-    The last value lists reasons why the front end cannot stream (empty when it can).
-    """
+    streaming: list[str]  # needs the whole utterance: buffered serving only
+    unsupported: list[str]  # the serving extractor cannot reproduce it at all
+
+
+def feature_settings(model: Any) -> tuple[FeatureSettings, np.ndarray, np.ndarray, FeatureProblems]:
+    """Settings, filterbank [n_mels, n_fft//2+1] and window [win_length] of the preprocessor,
+    and what keeps it from being served."""
     import torch
 
     fz = model.preprocessor.featurizer
-    problems: list[str] = []
-    if fz.normalize not in (None, False, "NA", "None"):
-        problems.append(f"preprocessor normalize={fz.normalize!r} needs the whole utterance")
+    problems = FeatureProblems(streaming=[], unsupported=[])
+    hashable = fz.normalize is None or isinstance(fz.normalize, (str, bool))
+    normalize = buffered.WINDOW_NORMALIZATION.get(fz.normalize) if hashable else None
+    if normalize is None:
+        problems.unsupported.append(f"preprocessor normalize={fz.normalize!r}")
+    elif normalize != "none":
+        problems.streaming.append(f"preprocessor normalize={fz.normalize!r} needs the whole utterance")
     if fz.exact_pad:
-        problems.append("exact_pad=True (center=False STFT) is not implemented by the extractor")
+        problems.unsupported.append("exact_pad=True (center=False STFT) is not implemented by the extractor")
     if fz.frame_splicing != 1:
-        problems.append(f"frame_splicing={fz.frame_splicing}")
+        problems.unsupported.append(f"frame_splicing={fz.frame_splicing}")
     if not fz.log:
-        problems.append("log=False")
+        problems.unsupported.append("log=False")
     if fz.window is None:
-        problems.append("window='none'")
+        problems.unsupported.append("window='none'")
     guard = fz.log_zero_guard_value_fn(torch.zeros(1, dtype=torch.float32))
     settings = FeatureSettings(
         sample_rate=int(fz.sample_rate),
@@ -121,6 +158,7 @@ def feature_settings(model: Any) -> tuple[FeatureSettings, np.ndarray, np.ndarra
         mag_power=float(fz.mag_power),
         pad_value=float(fz.pad_value),
         pre_encode_fill=PRE_ENCODE_FILL,
+        normalize=normalize or "none",
     )
     fb = fz.fb.detach().cpu().numpy()[0].astype(np.float32)
     window = (
@@ -395,6 +433,42 @@ def nemo_export(model: Any, head: str, dst: Path, joint_dst: Path | None) -> Non
             shutil.move(str(Path(tmp) / "decoder_joint-model.onnx"), joint_dst)
 
 
+def export_heads(
+    model: Any,
+    heads: list[str],
+    graph: str,
+    out: Path,
+    args: argparse.Namespace,
+    run_onnx: Callable[[Path], np.ndarray],
+    run_nemo: Callable[[str], np.ndarray],
+) -> dict[str, Any]:
+    """Export every head's encoder graph ``encoder-<graph>[.<head>].onnx`` and check it:
+    ``run_onnx(path)`` must give what ``run_nemo(head)`` gives. Returns the ``onnx``, ``io``
+    and ``export_check`` entries of the profile."""
+    files: dict[str, str] = {}
+    io: dict[str, Any] = {}
+    check: dict[str, Any] = {}
+    for head in heads:
+        path = out / graph_file(graph, head)
+        joint = out / DECODER_JOINT if head == "rnnt" and not (out / DECODER_JOINT).exists() else None
+        nemo_export(model, head, path, joint)
+        files[head] = path.name
+        io[head] = onnx_io(path)
+        got = run_onnx(path)
+        check[f"{head}_vs_nemo_max_abs"] = float(np.abs(run_nemo(head) - got).max())
+        if args.int8:
+            key = f"{head}_int8"
+            q_path = out / graph_file(graph, key)
+            quantize_int8(path, q_path)
+            q = run_onnx(q_path)
+            files[key] = q_path.name
+            check[f"{key}_vs_fp32_max_abs"] = float(np.abs(q - got).max())
+            if head == "ctc":
+                check["ctc_int8_vs_fp32_argmax_agree"] = float((q.argmax(-1) == got.argmax(-1)).mean())
+    check["onnx_vs_nemo_max_abs"] = max(check[f"{h}_vs_nemo_max_abs"] for h in heads)
+    return {"onnx": files, "io": io, "export_check": check}
+
+
 def export_profile(
     model: Any, ctx: list[int], feats: FeatureSettings, heads: list[str], out: Path, args: argparse.Namespace
 ) -> dict:
@@ -405,29 +479,100 @@ def export_profile(
     facts = profile_facts(model, ctx, feats)
     name = f"la{ctx[1]}"
     chunks = _random_chunks(facts, feats.n_mels, args.check_chunks, seed=ctx[1])
-    facts["onnx"], facts["io"] = {}, {}
-    check: dict[str, Any] = {"chunks": args.check_chunks}
-    for head in heads:
-        path = out / graph_file(name, head)
-        joint = out / DECODER_JOINT if head == "rnnt" and not (out / DECODER_JOINT).exists() else None
-        nemo_export(model, head, path, joint)
-        facts["onnx"][head] = path.name
-        facts["io"][head] = onnx_io(path)
-        got = run_onnx_stream(path, chunks, facts)
-        check[f"{head}_vs_nemo_max_abs"] = float(np.abs(run_nemo_stream(model, chunks, facts, head) - got).max())
-        if args.int8:
-            key = f"{head}_int8"
-            q_path = out / graph_file(name, key)
-            quantize_int8(path, q_path)
-            q = run_onnx_stream(q_path, chunks, facts)
-            facts["onnx"][key] = q_path.name
-            check[f"{key}_vs_fp32_max_abs"] = float(np.abs(q - got).max())
-            if head == "ctc":
-                check["ctc_int8_vs_fp32_argmax_agree"] = float((q.argmax(-1) == got.argmax(-1)).mean())
-    check["onnx_vs_nemo_max_abs"] = max(check[f"{h}_vs_nemo_max_abs"] for h in heads)
-    facts["export_check"] = check
-    LOG.info("%s: %s %s", name, {k: facts[k] for k in ("chunk_samples", "first_chunk_samples")}, check)
+    facts.update(
+        export_heads(
+            model,
+            heads,
+            name,
+            out,
+            args,
+            run_onnx=lambda path: run_onnx_stream(path, chunks, facts),
+            run_nemo=lambda head: run_nemo_stream(model, chunks, facts, head),
+        )
+    )
+    facts["export_check"]["chunks"] = args.check_chunks
+    LOG.info("%s: %s %s", name, {k: facts[k] for k in ("chunk_samples", "first_chunk_samples")}, facts["export_check"])
     return facts
+
+
+def export_cache_aware(
+    model: Any, feats: FeatureSettings, heads: list[str], out: Path, args: argparse.Namespace
+) -> dict[str, dict]:
+    """Export and check the encoder graphs of every look-ahead; returns the profiles."""
+    contexts = [list(map(int, c)) for c in model.encoder.att_context_size_all]
+    default = list(map(int, model.encoder.att_context_size))
+    if len({c[1] for c in contexts}) != len(contexts):
+        raise SystemExit(f"att_context_size {contexts}: profiles are named by right context, which must differ")
+    profiles = {}
+    for ctx in contexts:
+        facts = export_profile(model, ctx, feats, heads, out, args)
+        facts["default"] = ctx == default
+        profiles[f"la{ctx[1]}"] = facts
+
+    def probe(path: Path, facts: dict) -> np.ndarray:
+        return run_onnx_stream(path, _random_chunks(facts, feats.n_mels, 2, seed=7), facts)
+
+    share_all_weights(profiles, out, probe)
+    return profiles
+
+
+def share_all_weights(profiles: dict[str, dict], out: Path, probe: Callable[[Path, dict], np.ndarray]) -> None:
+    """One weights file for the fp32 graphs of both heads (they share every encoder tensor), one
+    for the int8 ones."""
+    share_and_verify(profiles, out, ("ctc", "rnnt"), "encoder.weights", probe)
+    share_and_verify(profiles, out, ("ctc_int8", "rnnt_int8"), "encoder.int8.weights", probe)
+
+
+def buffer_geometry(model: Any, feats: FeatureSettings, args: argparse.Namespace) -> buffered.BufferGeometry:
+    """The window of the ``--buffer-*`` options (``SystemExit`` when they do not fit the model)."""
+    try:
+        return buffered.BufferGeometry.from_seconds(
+            args.buffer_chunk_s,
+            args.buffer_left_s,
+            args.buffer_right_s,
+            hop_length=feats.hop_length,
+            sample_rate=feats.sample_rate,
+            subsampling=int(model.encoder.subsampling_factor),
+        )
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def export_buffered(
+    model: Any, feats: FeatureSettings, heads: list[str], out: Path, args: argparse.Namespace
+) -> dict[str, dict]:
+    """Export and check the offline encoder graphs; returns the one buffered profile."""
+    g = buffer_geometry(model, feats, args)
+    facts = buffered.profile_facts(
+        g,
+        hop_length=feats.hop_length,
+        win_length=feats.win_length,
+        sample_rate=feats.sample_rate,
+        normalize=feats.normalize,
+        fill=buffered.silence_level(feats.log_guard),
+        att_context_size=[int(c) for c in model.encoder.att_context_size],
+    )
+    windows = buffered.random_windows(feats.n_mels, g, seed=0)
+    ctc = ctc_module(model)
+    facts.update(
+        export_heads(
+            model,
+            heads,
+            "offline",
+            out,
+            args,
+            run_onnx=lambda path: buffered.run_onnx_windows(path, windows),
+            run_nemo=lambda head: buffered.run_nemo_windows(model, windows, ctc if head == "ctc" else None),
+        )
+    )
+    facts["export_check"]["windows"] = [list(w.shape) for w in windows]
+    facts["default"] = True
+    LOG.info("%s: buffer %s %s", g.profile, facts["buffer"], facts["export_check"])
+    profiles = {g.profile: facts}
+    share_all_weights(
+        profiles, out, lambda path, _: buffered.run_onnx_windows(path, buffered.random_windows(feats.n_mels, g, seed=7))
+    )
+    return profiles
 
 
 def rnnt_facts(model: Any, path: Path, blank_id: int) -> dict[str, Any]:
@@ -483,18 +628,17 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 
 def share_and_verify(
-    profiles: dict[str, dict], out: Path, feats: FeatureSettings, keys: tuple[str, ...], weights: str
+    profiles: dict[str, dict], out: Path, keys: tuple[str, ...], weights: str, probe: Callable[[Path, dict], np.ndarray]
 ) -> None:
     """Externalise the weights of every profile's ``keys`` graphs into ``weights``, then check
-    that each rewritten graph still gives bit-identical output."""
+    that each rewritten graph still gives bit-identical output (``probe(graph, profile)``)."""
     graphs = [(n, p, key) for n, p in profiles.items() for key in keys if key in p["onnx"]]
     if not graphs:
         return
-    chunks = {n: _random_chunks(p, feats.n_mels, 2, seed=7) for n, p in profiles.items()}
-    before = {(n, key): run_onnx_stream(out / p["onnx"][key], chunks[n], p) for n, p, key in graphs}
+    before = {(n, key): probe(out / p["onnx"][key], p) for n, p, key in graphs}
     share_weights([out / p["onnx"][key] for _, p, key in graphs], out / weights)
     for n, p, key in graphs:
-        after = run_onnx_stream(out / p["onnx"][key], chunks[n], p)
+        after = probe(out / p["onnx"][key], p)
         if not np.array_equal(before[(n, key)], after):
             raise RuntimeError(f"{p['onnx'][key]} changed when its weights were externalised")
         p.setdefault("onnx_sha256", {})[p["onnx"][key]] = file_sha256(out / p["onnx"][key])
@@ -556,6 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     heads = model_heads(model)
     vocab = vocabulary(model)
     feats, fb, window, feat_problems = feature_settings(model)
+    if feat_problems.unsupported:
+        reasons = "; ".join(feat_problems.unsupported)
+        raise SystemExit(f"the serving feature extractor cannot reproduce this preprocessor: {reasons}")
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in [*args.out.glob("encoder-*.onnx"), *args.out.glob("encoder*.weights"), args.out / DECODER_JOINT]:
         stale.unlink(missing_ok=True)
@@ -566,28 +713,16 @@ def main(argv: list[str] | None = None) -> int:
         **{k: np.asarray(v) for k, v in asdict(feats).items()},
     )
     manifest = build_manifest(model, args, feats, vocab, heads)
-    problems = feat_problems + streaming_problems(model.encoder)
+    problems = feat_problems.streaming + streaming_problems(model.encoder)
     if problems:
-        LOG.warning("not cache-aware streamable: %s", "; ".join(problems))
-        manifest.update(mode="buffered", buffered_reasons=problems, profiles={})
-        select_head(model, heads[0])
-        model.export(str(args.out / "encoder-offline.onnx"), check_trace=False)
+        LOG.warning("not cache-aware streamable, exported for buffered serving: %s", "; ".join(problems))
+        manifest.update(
+            mode="buffered", buffered_reasons=problems, profiles=export_buffered(model, feats, heads, args.out, args)
+        )
     else:
-        contexts = [list(map(int, c)) for c in model.encoder.att_context_size_all]
-        default = list(map(int, model.encoder.att_context_size))
-        profiles = {}
-        if len({c[1] for c in contexts}) != len(contexts):
-            raise SystemExit(f"att_context_size {contexts}: profiles are named by right context, which must differ")
-        for ctx in contexts:
-            facts = export_profile(model, ctx, feats, heads, args.out, args)
-            facts["default"] = ctx == default
-            profiles[f"la{ctx[1]}"] = facts
-        # One weights file for both heads' graphs: they share every encoder tensor.
-        share_and_verify(profiles, args.out, feats, ("ctc", "rnnt"), "encoder.weights")
-        share_and_verify(profiles, args.out, feats, ("ctc_int8", "rnnt_int8"), "encoder.int8.weights")
-        manifest.update(mode="cache_aware", profiles=profiles)
-        if "rnnt" in heads:
-            manifest["rnnt"] = rnnt_facts(model, args.out / DECODER_JOINT, manifest["blank_id"])
+        manifest.update(mode="cache_aware", profiles=export_cache_aware(model, feats, heads, args.out, args))
+    if "rnnt" in heads:
+        manifest["rnnt"] = rnnt_facts(model, args.out / DECODER_JOINT, manifest["blank_id"])
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
     LOG.info("wrote %s (mode %s, profiles %s)", args.out, manifest["mode"], list(manifest["profiles"]))
     return 0

@@ -1,10 +1,14 @@
 """Build a randomly initialised cache-aware streaming FastConformer and save it as ``.nemo``.
 
-The model is assembled from NeMo's own classes (``EncDecCTCModelBPE``, or
-``EncDecHybridRNNTCTCBPEModel`` with ``--hybrid``) with the streaming settings the serving
-path relies on: ``ConformerEncoder`` with ``dw_striding`` x8 causal subsampling,
-``chunked_limited`` attention with a multi-look-ahead ``att_context_size`` list, causal
-convolutions, and a preprocessor without per-utterance normalisation.
+The model is assembled from NeMo's own classes (``EncDecCTCModelBPE``,
+``EncDecHybridRNNTCTCBPEModel`` with ``--hybrid``, ``EncDecRNNTBPEModel`` with ``--rnnt``) with
+the streaming settings the serving path relies on: ``ConformerEncoder`` with ``dw_striding`` x8
+causal subsampling, ``chunked_limited`` attention with a multi-look-ahead ``att_context_size``
+list, causal convolutions, and a preprocessor without per-utterance normalisation.
+
+``--offline`` builds what NeMo's offline FastConformer recipes train instead (unlimited
+attention, symmetric convolutions and subsampling, batch norm, ``per_feature`` normalisation):
+a model the serving path can only run buffered.
 
 Its weights are random; it exists to wire and measure the serving path before a trained
 model is available. A SentencePiece BPE tokenizer is trained on text that is already on the
@@ -40,7 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command line of the script."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="path of the .nemo file to write")
-    p.add_argument("--hybrid", action="store_true", help="hybrid RNNT+CTC model instead of pure CTC")
+    heads = p.add_mutually_exclusive_group()
+    heads.add_argument("--hybrid", action="store_true", help="hybrid RNNT+CTC model instead of pure CTC")
+    heads.add_argument("--rnnt", action="store_true", help="pure RNNT (transducer) model instead of pure CTC")
+    p.add_argument("--offline", action="store_true", help="offline (not cache-aware) encoder: full attention context")
     p.add_argument("--d-model", type=int, default=176)
     p.add_argument("--n-layers", type=int, default=8)
     p.add_argument("--n-heads", type=int, default=4)
@@ -51,7 +58,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_CONTEXTS,
         help="JSON list of [left, right] encoder-frame contexts, first one is the default",
     )
-    p.add_argument("--pred-hidden", type=int, default=320, help="RNNT prediction network and joint width (--hybrid)")
+    p.add_argument(
+        "--pred-hidden", type=int, default=320, help="RNNT prediction network and joint width (--hybrid, --rnnt)"
+    )
     p.add_argument("--vocab-size", type=int, default=256)
     p.add_argument("--tokenizer", type=Path, help="existing NeMo SentencePiece tokenizer dir (tokenizer.model)")
     p.add_argument(
@@ -158,7 +167,8 @@ def train_tokenizer(out_dir: Path, vocab_size: int, max_sentences: int) -> Path:
 
 
 def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any]:
-    """The NeMo model config (mirrors NeMo's cache-aware FastConformer streaming recipes)."""
+    """The NeMo model config (mirrors NeMo's cache-aware FastConformer streaming recipes, or
+    with ``--offline`` the offline ones)."""
     contexts = json.loads(args.att_context_size)
     if not contexts or not all(isinstance(c, list) and len(c) == 2 for c in contexts):
         raise SystemExit("--att-context-size must be a JSON list of [left, right] pairs")
@@ -228,7 +238,9 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
         },
         "optim": {"name": "adamw", "lr": 1e-3, "betas": [0.9, 0.98], "weight_decay": 1e-3},
     }
-    if args.hybrid:
+    if args.offline:
+        offline_settings(cfg)
+    if args.hybrid or args.rnnt:
         cfg["model_defaults"] = {
             "enc_hidden": args.d_model,
             "pred_hidden": args.pred_hidden,
@@ -251,6 +263,7 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
         }
         cfg["decoding"] = {"strategy": "greedy_batch", "greedy": {"max_symbols": 10}}
         cfg["loss"] = {"loss_name": "default"}
+    if args.hybrid:
         cfg["aux_ctc"] = {
             "ctc_loss_weight": 0.3,
             "use_cer": False,
@@ -258,23 +271,36 @@ def model_config(args: argparse.Namespace, tokenizer_dir: Path) -> dict[str, Any
             "decoder": ctc_decoder,
             "decoding": {"strategy": "greedy"},
         }
-    else:
+    elif not args.rnnt:
         cfg["decoder"] = ctc_decoder
     return cfg
+
+
+def offline_settings(cfg: dict[str, Any]) -> None:
+    """Turn ``cfg`` into NeMo's offline FastConformer recipe (``fastconformer_ctc_bpe.yaml``):
+    every setting that the cache-aware recipe changes for streaming goes back."""
+    cfg["preprocessor"]["normalize"] = "per_feature"
+    cfg["encoder"].update(
+        causal_downsampling=False,
+        att_context_size=[-1, -1],
+        att_context_style="regular",
+        conv_norm_type="batch_norm",
+        conv_context_size=None,
+    )
 
 
 def build_model(args: argparse.Namespace, tokenizer_dir: Path) -> Any:
     """Instantiate the NeMo model with seeded random weights, in eval mode."""
     import numpy as np
     import torch
-    from nemo.collections.asr.models import EncDecCTCModelBPE, EncDecHybridRNNTCTCBPEModel
+    from nemo.collections.asr.models import EncDecCTCModelBPE, EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
     from omegaconf import OmegaConf
 
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     cfg = OmegaConf.create(model_config(args, tokenizer_dir))
-    cls = EncDecHybridRNNTCTCBPEModel if args.hybrid else EncDecCTCModelBPE
+    cls = EncDecHybridRNNTCTCBPEModel if args.hybrid else EncDecRNNTBPEModel if args.rnnt else EncDecCTCModelBPE
     model = cls(cfg=cfg)
     model.eval()
     return model

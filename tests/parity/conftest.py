@@ -4,9 +4,12 @@ The NeMo side (torch) runs in ``.venv-nemo`` through ``nemo_reference.py``; ``sc
 export_nemo.py`` exports with it as a user would. Without that environment (CI creates it with
 ``scripts/setup_nemo_env.sh``) every test here is skipped.
 
-Two models share one tokenizer: a CTC model exported as ``en`` and a hybrid RNNT+CTC model
-exported as ``fr`` (the multi-model test serves both, each for its language). Tiny on purpose
-(d_model 64, 2 layers, BPE 64): CI has 2 cores.
+Every model shares one tokenizer. Cache-aware (``exported``): a CTC model exported as ``en``,
+a hybrid RNNT+CTC model exported as ``fr`` (the multi-model test serves both, each for its
+language) and a pure RNNT model exported as ``rn``. Offline, served buffered
+(``exported_buffered``): a CTC model exported as ``off`` (language ``de``) and a hybrid exported
+as ``offh``, both with the window ``BUFFER_OPTIONS``. Tiny on purpose (d_model 64, 2 layers,
+BPE 64): CI has 2 cores.
 """
 
 from __future__ import annotations
@@ -36,13 +39,17 @@ MODEL_OPTIONS = [
     "--max-sentences", "3000",
 ]  # fmt: skip
 NEMO_TIMEOUT_S = 600
+# A smaller window than the defaults (1.6 s chunks, 1.2 s of context each side) so that the
+# test audio (3 to 7 s) has chunks with full context on both sides, and unequal context sides so
+# that a swapped left and right cannot pass.
+BUFFER_OPTIONS = ["--buffer-chunk-s", "0.8", "--buffer-left-s", "0.96", "--buffer-right-s", "0.48"]
 
 
 @dataclass(frozen=True)
 class ExportedModel:
     """A random ``.nemo`` and its ``export_nemo.py`` folder."""
 
-    kind: str  # "ctc" or "hybrid"
+    kind: str  # "ctc", "hybrid", "rnnt", "offline" or "offline_hybrid"
     nemo: Path
     folder: Path
 
@@ -80,32 +87,49 @@ def nemo_python() -> Path:
     return NEMO_PYTHON
 
 
+def build_and_export(
+    model: ExportedModel, name: str, language: str, build: list[str], export: list[str], tokenizer: Path
+) -> subprocess.Popen[bytes]:
+    """Build ``model`` (with ``tokenizer``), then start its export as ``--name name``."""
+    wait_ok(nemo_run(REFERENCE, "build", model.nemo, *MODEL_OPTIONS, *build, "--tokenizer", tokenizer))
+    script = REPO / "scripts" / "export_nemo.py"
+    return nemo_run(script, model.nemo, "--out", model.folder, "--name", name, "--language", language, *export)
+
+
 @pytest.fixture(scope="session")
 def exported(nemo_python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportedModel]:
-    """``{"ctc": en model, "hybrid": fr model}``, built and exported."""
+    """``{"ctc": en model, "hybrid": fr model, "rnnt": rn model}``, built and exported."""
     tmp = tmp_path_factory.mktemp("nemo_models")
     tokenizer = tmp / "tokenizer"
     models = {
         "ctc": ExportedModel("ctc", tmp / "ctc.nemo", tmp / "en"),
         "hybrid": ExportedModel("hybrid", tmp / "hybrid.nemo", tmp / "fr"),
+        "rnnt": ExportedModel("rnnt", tmp / "rnnt.nemo", tmp / "rn"),
     }
     wait_ok(nemo_run(REFERENCE, "build", models["ctc"].nemo, *MODEL_OPTIONS, "--tokenizer-out", tokenizer))
-    build_hybrid = nemo_run(
-        REFERENCE, "build", models["hybrid"].nemo, *MODEL_OPTIONS, "--hybrid", "--tokenizer", tokenizer
-    )
     export_en = nemo_run(
         REPO / "scripts" / "export_nemo.py", models["ctc"].nemo, "--out", models["ctc"].folder, "--name", "en"
     )
-    wait_ok(build_hybrid)
-    export_fr = nemo_run(
-        REPO / "scripts" / "export_nemo.py",
-        models["hybrid"].nemo,
-        "--out",
-        models["hybrid"].folder,
-        "--name",
-        "fr",
-        "--language",
-        "fr",
+    # Each build overlaps the previous model's export.
+    export_fr = build_and_export(models["hybrid"], "fr", "fr", ["--hybrid"], [], tokenizer)
+    # Another seed: with the hybrid's, the two encoders and joints would be the same weights.
+    export_rn = build_and_export(models["rnnt"], "rn", "en", ["--rnnt", "--seed", "7"], [], tokenizer)
+    wait_ok(export_en, export_fr, export_rn)
+    return models
+
+
+@pytest.fixture(scope="session")
+def exported_buffered(exported: dict[str, ExportedModel]) -> dict[str, ExportedModel]:
+    """``{"offline": off model (CTC), "offline_hybrid": offh model}``: not cache-aware, exported
+    for buffered serving with ``BUFFER_OPTIONS`` (the tokenizer is ``exported``'s)."""
+    tmp = exported["ctc"].folder.parent
+    models = {
+        "offline": ExportedModel("offline", tmp / "offline.nemo", tmp / "off"),
+        "offline_hybrid": ExportedModel("offline_hybrid", tmp / "offline_hybrid.nemo", tmp / "offh"),
+    }
+    export_off = build_and_export(models["offline"], "off", "de", ["--offline"], BUFFER_OPTIONS, tmp / "tokenizer")
+    export_offh = build_and_export(
+        models["offline_hybrid"], "offh", "es", ["--offline", "--hybrid"], BUFFER_OPTIONS, tmp / "tokenizer"
     )
-    wait_ok(export_en, export_fr)
+    wait_ok(export_off, export_offh)
     return models

@@ -19,6 +19,18 @@ enter the serving environment).
     ``conformer_stream_step``. Writes, under ``<head>/<profile>/<name>/``: ``rows`` (per
     encoder frame: CTC log-probs, or the encoder output that the RNNT joint reads),
     ``tokens`` and ``token_frames`` (NeMo's greedy result, frames counted from the start).
+
+``buffered MODEL.nemo MANIFEST.json AUDIO.npz OUT.npz``
+    NeMo computing the buffered windows that the service serves an offline model with (the
+    geometry, fill and normalisation of the manifest's one profile, ``buffer``), for every head:
+    NeMo's preprocessor (normalisation off) over each segment and its zero padding, windows of
+    left context + chunk + right context (left context kept across a FLUSH, as the service
+    does), each normalised by NeMo's own ``FeatureFrameBufferer`` code for ``per_feature``
+    models, NeMo's encoder (and CTC head) on each window, the chunk's middle rows kept. Greedy
+    decoding over each segment's middle rows (NeMo's RNNT greedy decoder; CTC collapse), as for
+    ``stream``. Also ``offline/<name>/<segment>``: NeMo's own full-utterance CTC log-probs of
+    each segment (``model.forward``, the preprocessor's normalisation on), what buffering
+    approximates.
 """
 
 from __future__ import annotations
@@ -85,7 +97,9 @@ def calibrate(model: Any) -> None:
         decoding = model.cfg.decoding
         with open_dict(decoding):
             decoding.greedy.max_symbols = TEST_MAX_SYMBOLS
-        model.change_decoding_strategy(decoding, decoder_type="rnnt", verbose=False)
+        # Only a hybrid has two decoders to choose from.
+        choice = {"decoder_type": "rnnt"} if hasattr(model, "ctc_decoder") else {}
+        model.change_decoding_strategy(decoding, verbose=False, **choice)
 
 
 def heads(model: Any) -> list[str]:
@@ -194,6 +208,127 @@ def stream(model_path: Path, audio_path: Path, out_path: Path) -> None:
     np.savez(out_path, **out)
 
 
+def segment_features(model: Any, audio: np.ndarray, frames: int) -> torch.Tensor:
+    """The first ``frames`` log-mel frames [n_mels, frames] of ``audio`` followed by zero padding,
+    unnormalised, from NeMo's preprocessor.
+
+    The service pads a segment after pre-emphasis (zeros in the STFT's frame, as NeMo's offline
+    STFT pads an utterance's end); NeMo's preprocessor pre-emphasises what it is given, so the
+    audio is extended with the tail whose pre-emphasis is exactly zero: x[n] = a * x[n-1].
+    """
+    fz = model.preprocessor.featurizer
+    hop, a = int(fz.hop_length), np.float32(fz.preemph or 0.0)
+    tail = np.empty(frames * hop + int(fz.n_fft), np.float32)
+    last = np.float32(audio[-1]) if audio.size else np.float32(0.0)
+    for i in range(tail.size):
+        last = a * last
+        tail[i] = last
+    signal = torch.from_numpy(np.concatenate([audio.astype(np.float32), tail]))[None]
+    normalize, fz.normalize = fz.normalize, None
+    try:
+        feats, _ = model.preprocessor(input_signal=signal, length=torch.tensor([signal.shape[1]]))
+    finally:
+        fz.normalize = normalize
+    return feats[0, :, :frames]
+
+
+def buffered_one(model: Any, buffer: dict[str, Any], segments: list[np.ndarray], head: str) -> dict[str, np.ndarray]:
+    """One stream's buffered windows through NeMo (see the module doc)."""
+    from nemo.collections.asr.parts.utils.streaming_utils import FeatureFrameBufferer
+
+    chunk, left, right = buffer["chunk_frames"], buffer["left_frames"], buffer["right_frames"]
+    sub = int(model.encoder.subsampling_factor)
+    fz = model.preprocessor.featurizer
+    hop = int(fz.hop_length)
+    bufferer = FeatureFrameBufferer(model, frame_len=chunk * hop / fz.sample_rate, batch_size=1)
+    ctc = getattr(model, "ctc_decoder", None) or (model.decoder if head == "ctc" else None)
+    context = torch.full((int(fz.nfilt), left), float(buffer["fill"]))
+    rows: list[np.ndarray] = []
+    tokens: list[int] = []
+    frames: list[int] = []
+    for audio in segments:
+        real = audio.size // hop
+        n_chunks = -(-real // chunk)
+        feats = segment_features(model, audio, n_chunks * chunk + right)
+        windows = []
+        for i in range(n_chunks):
+            windows.append(torch.cat([context, feats[:, i * chunk : (i + 1) * chunk + right]], dim=1).numpy())
+            joined = torch.cat([context, feats[:, i * chunk : (i + 1) * chunk]], dim=1)
+            context = joined[:, joined.shape[1] - left :]
+        if not windows:
+            continue
+        if buffer["normalize"] == "per_feature":
+            consts = [(w.mean(axis=1)[:, None], w.std(axis=1)[:, None]) for w in windows]
+            bufferer.normalize_frame_buffers(windows, consts)
+        with torch.no_grad():
+            batch = torch.from_numpy(np.stack(windows))
+            encoded, _ = model.encoder(audio_signal=batch, length=torch.full((len(windows),), batch.shape[2]))
+            middle = encoded[:, :, left // sub : (left + chunk) // sub]
+            # [D, frames] of the segment: the chunks' middles one after the other.
+            segment = torch.cat(list(middle), dim=1)
+            start = sum(len(r) for r in rows)
+            if head == "ctc":
+                logp = ctc(encoder_output=segment[None])[0]
+                rows.append(logp.numpy())
+                previous = -1
+                blank = logp.shape[-1] - 1
+                for f, best in enumerate(logp.argmax(dim=-1).tolist()):
+                    if best != blank and best != previous:
+                        tokens.append(best)
+                        frames.append(start + f)
+                    previous = best
+            else:
+                rows.append(segment.T.numpy())
+                (hyp,) = model.decoding.rnnt_decoder_predictions_tensor(
+                    encoder_output=segment[None],
+                    encoded_lengths=torch.tensor([segment.shape[1]]),
+                    return_hypotheses=True,
+                )
+                tokens.extend(hyp.y_sequence.tolist())
+                frames.extend(start + int(t) for t in hyp.timestamp)
+    return {
+        "rows": np.concatenate(rows),
+        "tokens": np.array(tokens, np.int32),
+        "token_frames": np.array(frames, np.int32),
+    }
+
+
+def offline_logprobs(model: Any, audio: np.ndarray) -> np.ndarray:
+    """NeMo's full-utterance CTC log-probs [frames, classes] (its own preprocessing)."""
+    use_head(model, "ctc")
+    with torch.no_grad():
+        signal = torch.from_numpy(audio.astype(np.float32))[None]
+        if hasattr(model, "ctc_decoder"):
+            encoded, _ = model(input_signal=signal, input_signal_length=torch.tensor([signal.shape[1]]))
+            return model.ctc_decoder(encoder_output=encoded)[0].numpy()
+        logp, _, _ = model(input_signal=signal, input_signal_length=torch.tensor([signal.shape[1]]))
+        return logp[0].numpy()
+
+
+def buffered(model_path: Path, manifest_path: Path, audio_path: Path, out_path: Path) -> None:
+    """Every stream of ``audio_path`` buffered through every head (see the module doc)."""
+    import json
+
+    from nemo.collections.asr.models import ASRModel
+
+    model = ASRModel.restore_from(str(model_path), map_location="cpu")
+    model.eval()
+    (profile,) = json.loads(manifest_path.read_text())["profiles"].values()
+    out: dict[str, np.ndarray] = {}
+    with np.load(audio_path) as audio:
+        streams: dict[str, list[np.ndarray]] = {}
+        for key in sorted(audio.files, key=lambda k: (k.rsplit("/", 1)[0], int(k.rsplit("/", 1)[1]))):
+            streams.setdefault(key.rsplit("/", 1)[0], []).append(audio[key])
+            if "ctc" in heads(model):
+                out[f"offline/{key}"] = offline_logprobs(model, audio[key])
+        for head in heads(model):
+            use_head(model, head)
+            for name, segments in streams.items():
+                for field, value in buffered_one(model, profile["buffer"], segments, head).items():
+                    out[f"{head}/{name}/{field}"] = value
+    np.savez(out_path, **out)
+
+
 def main() -> None:
     """Entry point (runs in the NeMo environment)."""
     command, *rest = sys.argv[1:]
@@ -201,6 +336,8 @@ def main() -> None:
         build(Path(rest[0]), rest[1:])
     elif command == "stream":
         stream(Path(rest[0]), Path(rest[1]), Path(rest[2]))
+    elif command == "buffered":
+        buffered(*map(Path, rest[:4]))
     else:
         raise SystemExit(f"unknown command {command!r}")
 

@@ -1,5 +1,5 @@
 """The container targets (``onnxruntime``, ``tensorrt``) for every head of the session's random
-exports: a CTC model, and a hybrid served through RNNT (default) or CTC. No Triton container
+exports: a CTC model, a hybrid served through RNNT (default) or CTC, and an RNNT model. No Triton container
 here, so this checks what loading would check (configs parse with Triton's protobuf schema,
 ensembles are wired, each wrapped encoder graph matches its config and finds its weights) and
 runs each wrapped encoder on onnxruntime against its export, request plans of 0 to 2 chunks.
@@ -23,7 +23,7 @@ from tests.triton.state_harness import assert_plans_equal_the_export, session
 pytestmark = pytest.mark.nemo
 
 # (model, head option, head served)
-SERVED = [("ctc", "auto", "ctc"), ("hybrid", "auto", "rnnt"), ("hybrid", "ctc", "ctc")]
+SERVED = [("ctc", "auto", "ctc"), ("hybrid", "auto", "rnnt"), ("hybrid", "ctc", "ctc"), ("rnnt", "auto", "rnnt")]
 
 
 @pytest.mark.parametrize("target", ["onnxruntime", "tensorrt"])

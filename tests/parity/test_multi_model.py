@@ -2,8 +2,10 @@
 repository generated at start, the real ``tritonserver``) routes each connection by its
 ``language`` to the model that serves it, and by ``ddx_latency`` / ``no_delay`` to a profile.
 
-The two models are the session's random exports: a CTC model (``--name en``) and a hybrid
-(``--name fr --language fr``), which the embedded repository serves through its RNNT head.
+The three models are the session's random exports: a CTC model (``--name en``), a hybrid
+(``--name fr --language fr``), which the embedded repository serves through its RNNT head, and
+an offline CTC model served buffered (``--name off --language de``): the frontend serves it
+from its manifest alone, with no buffered-specific code.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ KEY = "multi-model-key"
 
 
 @pytest.fixture(scope="module")
-def service(exported: dict[str, ExportedModel], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def models(
+    exported: dict[str, ExportedModel], exported_buffered: dict[str, ExportedModel]
+) -> dict[str, ExportedModel]:
+    return {"ctc": exported["ctc"], "hybrid": exported["hybrid"], "offline": exported_buffered["offline"]}
+
+
+@pytest.fixture(scope="module")
+def service(models: dict[str, ExportedModel], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("multi")
-    folders = ",".join(str(exported[m].folder) for m in ("ctc", "hybrid"))
+    folders = ",".join(str(m.folder) for m in models.values())
     env = {"DDX_STT_REPOSITORY_DIR": str(tmp / "model_repository"), "DDX_STT_API_KEYS": KEY}
     server = start_server(tmp, "multi", ["--model-dir", folders], env, timeout=300)
     yield server
@@ -66,17 +75,23 @@ def model_names(result: Transcript) -> set[str]:
         ("language=fr", "hybrid", "asr_fr_la3"),
         ("language=fr&ddx_latency=la1", "hybrid", "asr_fr_la1"),
         ("model=fr&language=fr&ddx_latency=low", "hybrid", "asr_fr_la1"),
+        ("language=de", "offline", "asr_off_la6"),
     ],
 )
 async def test_language_and_latency_pick_the_ensemble(
-    service: Server, exported: dict[str, ExportedModel], query: str, model: str, ensemble: str
+    service: Server, models: dict[str, ExportedModel], query: str, model: str, ensemble: str
 ) -> None:
     result, used = await session(service, query)
     assert used == {ensemble}
-    manifest = exported[model].manifest
+    manifest = models[model].manifest
     assert model_names(result) == {manifest["display_name"]}
     assert {f["models"][0] for f in result.of_type("Metadata")} == {manifest["uuid"]}
-    for word in result.words():
+    words = result.words()
+    # Whatever the model's latency, words keep their place in the audio (times are rounded to ms).
+    duration = round(len(wav_pcm("speaker_a.wav")) / 2 / 16000, 3)
+    assert not [w for w in words if not 0 <= w["start"] <= w["end"] <= duration], duration
+    assert [w["start"] for w in words] == sorted(w["start"] for w in words)
+    for word in words:
         assert 0 <= word["confidence"] <= 1
 
 
@@ -88,7 +103,7 @@ async def test_the_two_models_are_told_apart(service: Server) -> None:
 
 async def test_a_language_no_model_serves_is_refused(service: Server) -> None:
     req = urllib.request.Request(
-        f"{service.http}/v1/listen?language=de&{LINEAR16}",
+        f"{service.http}/v1/listen?language=ja&{LINEAR16}",
         data=wav_pcm("speaker_a.wav"),
         headers={"Authorization": f"Token {KEY}", "Content-Type": "audio/raw"},
     )

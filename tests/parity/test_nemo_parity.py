@@ -5,8 +5,8 @@
 
 * a CTC model, and a hybrid RNNT+CTC model served through its CTC head (``head="ctc"``):
   per-chunk log-probs, greedy tokens and their frames;
-* the hybrid served through its RNNT head (the builder's default for it): per-chunk encoder
-  output, greedy RNNT tokens and their frames;
+* the hybrid served through its RNNT head (the builder's default for it), and a pure RNNT
+  model: per-chunk encoder output, greedy RNNT tokens and their frames;
 
 at every look-ahead profile, one stream at a time (batch 1) and eight streams at once
 (batched by the sequence batcher, which must keep their states apart). Two of the streams
@@ -23,59 +23,35 @@ front end (numpy against torch, under 2e-4 in the log domain) and float summatio
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pytest
-from tritonclient.grpc import aio as grpc_aio
 
-from frontend.triton.server import EmbeddedTriton
-from scripts.build_model_repository import build_repository
-from tests.parity.conftest import REFERENCE, ExportedModel, nemo_run, wait_ok
-from tests.triton.helpers import Response, live_sequences, load_wav, plan, stream
+from tests.parity.conftest import ExportedModel
+from tests.parity.serving import (
+    STREAMS,
+    TOLERANCE,
+    Case,
+    Served,
+    assert_same_tokens,
+    live_states,
+    nemo_results,
+    run_concurrently,
+    run_stream,
+    segment_npz,
+    serve,
+    signals,
+)
+from tests.triton.helpers import Response
 
 pytestmark = [pytest.mark.nemo, pytest.mark.asyncio(loop_scope="session")]
 log = logging.getLogger(__name__)
 
-TOLERANCE = 1e-4
-STREAMS = 8
-_ids = itertools.count(1)
 
-
-@dataclass(frozen=True)
-class Case:
-    """A model served through one of its heads."""
-
-    model: str  # key of the ``exported`` fixture
-    head: str
-
-    def __str__(self) -> str:
-        return f"{self.model}-{self.head}"
-
-
-CASES = [Case("ctc", "ctc"), Case("hybrid", "ctc"), Case("hybrid", "rnnt")]
+CASES = [Case("ctc", "ctc"), Case("hybrid", "ctc"), Case("hybrid", "rnnt"), Case("rnnt", "rnnt")]
 PROFILES = ["la3", "la1"]
-
-
-def signals() -> list[list[np.ndarray]]:
-    """Eight different streams of 3 to 7 s (speech, a pause, shifted, scaled, joined), as
-    segments with a FLUSH between two."""
-    a, b, pause = load_wav("speaker_a.wav"), load_wav("speaker_b.wav"), load_wav("pause.wav")
-    return [
-        [a],
-        [b],
-        [pause],
-        [b, a],
-        [np.roll(a, 12_345) * 0.5],
-        [np.roll(b, 3_001) * 1.5],
-        [np.concatenate([a[:20_000], b[10_000:]])],
-        [np.roll(pause, 40_000) * 0.8, a[:24_000]],
-    ]
 
 
 def whole_chunks(audio: np.ndarray, chunk_samples: int) -> np.ndarray:
@@ -101,49 +77,21 @@ def references(
     """NeMo's results per model: ``<head>/<profile>/<stream>/{rows,tokens,token_frames}``."""
     tmp = tmp_path_factory.mktemp("nemo_reference")
     inputs = tmp / "audio.npz"
-    segments = {
-        f"{p}/{i}/{j}": seg
-        for p, streams in audio.items()
-        for i, stream_ in enumerate(streams)
-        for j, seg in enumerate(stream_)
-    }
-    np.savez(inputs, **segments)
-    procs = {name: nemo_run(REFERENCE, "stream", m.nemo, inputs, tmp / f"{name}.npz") for name, m in exported.items()}
-    wait_ok(*procs.values())
-    out = {}
-    for name in procs:
-        with np.load(tmp / f"{name}.npz") as z:
-            out[name] = {k: z[k] for k in z.files}
-    return out
-
-
-@dataclass
-class Served:
-    server: EmbeddedTriton
-    client: grpc_aio.InferenceServerClient
+    segment_npz(audio, inputs)
+    return nemo_results("stream", exported, inputs, tmp)
 
 
 @pytest.fixture(scope="module")
 async def served(
     exported: dict[str, ExportedModel], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[dict[str, Served]]:
-    """One server per head choice: ``auto`` serves the CTC model and the hybrid through RNNT,
-    ``ctc`` the hybrid through its CTC head."""
+    """One server per head choice: ``auto`` serves the CTC model, the hybrid through RNNT and
+    the RNNT model, ``ctc`` the hybrid through its CTC head."""
     out: dict[str, Served] = {}
     try:
-        for head, models in (("auto", ["ctc", "hybrid"]), ("ctc", ["hybrid"])):
+        for head, models in (("auto", ["ctc", "hybrid", "rnnt"]), ("ctc", ["hybrid"])):
             repo = tmp_path_factory.mktemp(f"repo_{head}") / "repo"
-            names = build_repository(
-                "embedded",
-                [exported[m].folder for m in models],
-                repo,
-                head=head,
-                max_batch_size=STREAMS,
-                preferred_batch_sizes=(STREAMS,),
-            )
-            server = EmbeddedTriton(repo, models=names)
-            await server.start(timeout=300)
-            out[head] = Served(server, grpc_aio.InferenceServerClient(server.grpc_url))
+            out[head] = await serve([exported[m].folder for m in models], repo, head)
         yield out
     finally:
         for s in out.values():
@@ -159,15 +107,6 @@ def ensemble(case: Case, exported: dict[str, ExportedModel], profile: str) -> st
     return f"asr_{exported[case.model].manifest['model']}_{profile}"
 
 
-async def run_stream(
-    client: grpc_aio.InferenceServerClient, model: str, facts: dict, segments: list[np.ndarray]
-) -> list[Response]:
-    """The frontend's request plan, FLUSH at the end of the first of two segments."""
-    flush = len(segments[0]) if len(segments) > 1 else None
-    steps = plan(np.concatenate(segments), facts, flush_after=flush)
-    return await stream(client, model, next(_ids), facts["first_chunk_samples"], steps, diagnostics=True)
-
-
 def compare(got: list[Response], ref: dict[str, np.ndarray], case: Case, facts: dict, where: str) -> float:
     """Assert NeMo's tokens and frames; returns the largest per-chunk difference of the rows."""
     frames = facts["encoder_frames"]
@@ -175,16 +114,8 @@ def compare(got: list[Response], ref: dict[str, np.ndarray], case: Case, facts: 
     assert all(r.num_frames == frames and r.encoder_out is not None for r in got), where
     rows = np.concatenate([r.encoder_out for r in got])  # type: ignore[misc]
     assert rows.shape == ref["rows"].shape, where
-    tokens = [t for r in got for t in r.tokens]
     token_frames = [i * frames + f for i, r in enumerate(got) for f in r.token_frames]
-    assert tokens == ref["tokens"].tolist(), where
-    assert token_frames == ref["token_frames"].tolist(), where
-    confidence = np.array([c for r in got for c in r.token_conf])
-    assert np.all((confidence > 0) & (confidence <= 1)), where
-    if case.head == "ctc":
-        # A CTC token's confidence is the posterior of its frame.
-        posterior = np.exp(ref["rows"][ref["token_frames"], ref["tokens"]])
-        np.testing.assert_allclose(confidence, posterior, rtol=0, atol=TOLERANCE, err_msg=where)
+    assert_same_tokens(got, token_frames, ref, ref["token_frames"], case.head, where)
     return float(np.abs(rows - ref["rows"]).max())
 
 
@@ -226,35 +157,17 @@ async def test_eight_concurrent_streams_equal_nemo(
 ) -> None:
     facts = exported[case.model].manifest["profiles"][profile]
     target = served_for(case, served)
-    model = ensemble(case, exported, profile)
-    encoder = f"{exported[case.model].manifest['model']}_{profile}_encoder"
-    before = await execution_stats(target.client, encoder)
-    # One client (one gRPC channel) per stream, as separate frontend sessions would have.
-    clients = [grpc_aio.InferenceServerClient(target.server.grpc_url) for _ in audio[profile]]
-    try:
-        results = await asyncio.gather(
-            *(run_stream(c, model, facts, a) for c, a in zip(clients, audio[profile], strict=True))
-        )
-    finally:
-        await asyncio.gather(*(c.close() for c in clients))
-    after = await execution_stats(target.client, encoder)
+    name = exported[case.model].manifest["model"]
+    run = await run_concurrently(target, name, profile, facts, audio[profile])
     worst = max(
         compare(got, reference(references, case, profile, i), case, facts, f"{case} stream {i} of {STREAMS}")
-        for i, got in enumerate(results)
+        for i, got in enumerate(run.results)
     )
-    inferences, executions = after[0] - before[0], after[1] - before[1]
     log.info("%s %s batch %d: max abs diff %.3g (%d requests in %d encoder runs)",
-             case, profile, STREAMS, worst, inferences, executions)  # fmt: skip
+             case, profile, STREAMS, worst, run.inferences, run.executions)  # fmt: skip
     assert worst <= TOLERANCE
     # The sequence batcher did put several streams into one encoder run.
-    assert executions < inferences, (inferences, executions)
+    assert run.executions < run.inferences, run
     # Every stream ended: no model keeps a state for any of them.
-    prefix = f"{exported[case.model].manifest['model']}_{profile}_"
-    gauges = {k: v for k, v in live_sequences(target.server).items() if k.startswith(prefix)}
+    gauges = live_states(target, name, profile)
     assert len(gauges) == 3 and not any(gauges.values()), gauges
-
-
-async def execution_stats(client: grpc_aio.InferenceServerClient, model: str) -> tuple[int, int]:
-    stats: dict[str, Any] = await client.get_inference_statistics(model, as_json=True)
-    s = stats["model_stats"][0]
-    return int(s.get("inference_count", 0)), int(s.get("execution_count", 0))

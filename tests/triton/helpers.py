@@ -181,7 +181,7 @@ class Reference:
         p = self.profile
         self.geometry = ChunkGeometry(
             chunk_frames=p["chunk_frames"],
-            pre_encode_frames=p["pre_encode_cache_size"],
+            left_frames=p["pre_encode_cache_size"],
             subsampling=self.manifest["subsampling_factor"],
             fill=self.manifest["features"]["pre_encode_fill"],
         )

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from scripts.build_model_repository import MAX_CHUNKS
 from tests.triton.helpers import ChunkGeometry, FeatureStream, MelConfig, load_wav
 
 # Batched runs may differ from batch 1 in the last float bits (onnxruntime picks other kernels).
@@ -70,7 +69,7 @@ def run_wrapped(
     """One run over a batch (one request per sequence); updates ``caches``, returns
     (ENCODED [b, rows, width], ENC_FRAMES [b, 1])."""
     shape = wrapped.get_inputs()[0].shape  # ["batch", max_chunks, n_mels, window]
-    feats = np.zeros((len(features), MAX_CHUNKS, shape[2], shape[3]), np.float32)
+    feats = np.zeros((len(features), *shape[1:]), np.float32)
     for i, f in enumerate(features):
         feats[i, : len(f)] = f
     names = ["ENCODED", "ENC_FRAMES", "cache_last_channel_next", "cache_last_time_next", "cache_last_chan_len_next"]

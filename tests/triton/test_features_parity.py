@@ -80,7 +80,7 @@ def _streamed_mel(audio: np.ndarray, profile: str, piece: int) -> np.ndarray:
     facts = manifest["profiles"][profile]
     geometry = ChunkGeometry(
         chunk_frames=facts["chunk_frames"],
-        pre_encode_frames=facts["pre_encode_cache_size"],
+        left_frames=facts["pre_encode_cache_size"],
         subsampling=manifest["subsampling_factor"],
     )
     fs = FeatureStream(MelConfig.from_npz(MODEL_DIR / "features.npz"), geometry)
@@ -89,7 +89,7 @@ def _streamed_mel(audio: np.ndarray, profile: str, piece: int) -> np.ndarray:
         end = start + piece >= len(audio)
         chunks.append(fs.process(audio[start : start + piece], flush=end).features)
     feats = np.concatenate(chunks)
-    return np.concatenate(list(feats[:, :, geometry.pre_encode_frames :]), axis=1)
+    return np.concatenate(list(feats[:, :, geometry.left_frames :]), axis=1)
 
 
 def test_exported_filterbank_is_nemos(nemo: dict[str, np.ndarray]) -> None:

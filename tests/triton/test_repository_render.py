@@ -128,6 +128,16 @@ def test_bad_options_are_refused(tmp_path: Path) -> None:
         build_repository("embedded", [MODEL_DIR], tmp_path / "d", head="rnnt")
 
 
+def test_a_model_without_a_servable_profile_is_refused(tmp_path: Path) -> None:
+    # What export_nemo.py wrote for offline models before buffered serving existed.
+    folder = tmp_path / "old"
+    folder.mkdir()
+    manifest = model_manifest() | {"mode": "buffered", "profiles": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RenderError, match="re-export"):
+        build_repository("embedded", [MODEL_DIR, folder], tmp_path / "repo")
+
+
 def test_shipped_model_files_exist() -> None:
     manifest = model_manifest()
     assert manifest["mode"] == "cache_aware"

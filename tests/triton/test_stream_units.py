@@ -75,11 +75,11 @@ def test_chunks_are_the_offline_features_with_context(mel_cfg: MelConfig) -> Non
     )
     n_real = offline.shape[1]
     assert chunks.shape[0] == math.ceil(n_real / g.chunk_frames)
-    flat = np.concatenate(list(chunks[:, :, g.pre_encode_frames :]), axis=1)
+    flat = np.concatenate(list(chunks[:, :, g.left_frames :]), axis=1)
     np.testing.assert_allclose(flat[:, :n_real], offline, atol=2e-6)
     # Context: zeros before the first chunk, then the previous chunk's last frames.
-    assert not chunks[0, :, : g.pre_encode_frames].any()
-    np.testing.assert_array_equal(chunks[1, :, : g.pre_encode_frames], chunks[0, :, -g.pre_encode_frames :])
+    assert not chunks[0, :, : g.left_frames].any()
+    np.testing.assert_array_equal(chunks[1, :, : g.left_frames], chunks[0, :, -g.left_frames :])
 
 
 def test_flush_pads_counts_real_frames_and_restarts_the_clock(mel_cfg: MelConfig) -> None:
@@ -94,7 +94,7 @@ def test_flush_pads_counts_real_frames_and_restarts_the_clock(mel_cfg: MelConfig
     c = fs.process(_audio(17960, seed=2), flush=False)
     assert c.start_s == pytest.approx(n / 16000)  # real audio only, padding excluded
     # The encoder context carries over the flush: it is the padded chunk's tail.
-    np.testing.assert_array_equal(c.features[0, :, : g.pre_encode_frames], b.features[0, :, -g.pre_encode_frames :])
+    np.testing.assert_array_equal(c.features[0, :, : g.left_frames], b.features[0, :, -g.left_frames :])
     # 17960 samples make exactly the 112 frames NeMo would give them: a flush adds nothing,
     # but the next segment starts after those samples.
     nothing = fs.process(np.zeros(0, np.float32), flush=True)

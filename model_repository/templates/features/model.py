@@ -1,10 +1,12 @@
 """Triton Python backend: streaming log-mel front end of one look-ahead profile.
 
 Per request (one Triton sequence per audio stream): ``AUDIO``/``AUDIO_LEN`` samples and the
-``FLUSH`` flag in; out come 0..``max_chunks`` encoder-ready chunks (``FEATURES`` padded to a
+``FLUSH`` flag in; out come 0..``max_chunks`` encoder-ready windows (``FEATURES`` padded to a
 fixed shape so the sequence batcher can batch every request, ``NUM_CHUNKS`` valid), the
 stream time of their first encoder frame (``CHUNK_START``) and how many of their encoder
 frames cover real audio (``VALID_FRAMES``). END flushes, then frees the sequence's state.
+A window is the chunk with its left context (a cache-aware encoder's pre-encode cache) and,
+for a buffered model, its right context (see ``chunker.py``).
 """
 
 from __future__ import annotations
@@ -34,14 +36,21 @@ class TritonPythonModel:
         self.name = cfg["name"]
         self.log = pb_utils.Logger
         self.mel_cfg = MelConfig.from_npz(version_dir / parameter(cfg, "features_npz", str))
-        self.geometry = ChunkGeometry(
-            chunk_frames=parameter(cfg, "chunk_frames", int),
-            pre_encode_frames=parameter(cfg, "pre_encode_frames", int),
-            subsampling=parameter(cfg, "subsampling", int),
-            fill=parameter(cfg, "pre_encode_fill", float),
-        )
+        geometry = {
+            "chunk_frames": parameter(cfg, "chunk_frames", int),
+            "left_frames": parameter(cfg, "left_frames", int),
+            "subsampling": parameter(cfg, "subsampling", int),
+            "fill": parameter(cfg, "context_fill", float),
+            "right_frames": parameter(cfg, "right_frames", int),
+            "normalize": parameter(cfg, "normalize", str),
+        }
+        try:
+            self.geometry = ChunkGeometry(**geometry)
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
         hop = self.mel_cfg.hop_length
-        self.first_chunk_samples = self.geometry.chunk_frames * hop - hop + self.mel_cfg.lookahead_samples
+        # Enough audio for a whole window (its right context included) and no more.
+        self.first_chunk_samples = self.geometry.ready_frames * hop - hop + self.mel_cfg.lookahead_samples
         expect_dims(cfg, "input", "AUDIO", "TYPE_FP32", [self.first_chunk_samples])
         expect_dims(cfg, "input", "AUDIO_LEN", "TYPE_INT32", [1])
         expect_dims(cfg, "input", "FLUSH", "TYPE_INT32", [1])
