@@ -247,6 +247,7 @@ class Window:
     fill: float  # the left context before the stream's first frame
     normalize: str  # "none", or "per_feature" over each window
     lookahead: int  # frames the mel window reaches past a frame's centre, rounded up
+    lead: int = 0  # fill frames before a segment's first real frame (cache-aware: offline alignment)
 
     @property
     def frames(self) -> int:
@@ -274,7 +275,11 @@ def window(p: Profile) -> Window:
     if p.mode == "buffered":
         b = f["buffer"]
         return Window(f["chunk_frames"], b["left_frames"], b["right_frames"], b["fill"], b["normalize"], lookahead)
-    return Window(f["chunk_frames"], f["pre_encode_cache_size"], 0, feats["pre_encode_fill"], "none", lookahead)
+    if "lead_frames" not in f:
+        raise RenderError(f"{p.model_dir}: profile {p.name} has no lead_frames (exported before the first chunk "
+                          "was aligned with the offline forward): export it again with scripts/export_nemo.py")
+    return Window(f["chunk_frames"], f["pre_encode_cache_size"], 0, feats["pre_encode_fill"], "none", lookahead,
+                  f["lead_frames"])
 
 
 def pick_head(manifest: Mapping[str, Any], choice: str) -> Head:
@@ -368,6 +373,7 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
         "chunk_frames": w.chunk,
         "left_frames": w.left,
         "right_frames": w.right,
+        "lead_frames": w.lead,
         "left_encoder_frames": w.left // sub,
         "right_encoder_frames": w.right // sub,
         "subsampling": sub,

@@ -238,12 +238,17 @@ def _second(value: Any) -> int:
     return int(value[1] if isinstance(value, (list, tuple)) else value)
 
 
+def _first(value: Any) -> int:
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
 def profile_facts(model: Any, ctx: list[int], feats: FeatureSettings) -> dict[str, Any]:
     """Chunk geometry and cache shapes of one look-ahead (call after set_default_att_context_size)."""
     enc = model.encoder
     cfg = enc.streaming_cfg
     chunk_frames = _second(cfg.chunk_size)
     chunk_samples = chunk_frames * feats.hop_length
+    lead_frames = chunk_frames - _first(cfg.chunk_size)
     frame_shift_s = enc.subsampling_factor * feats.hop_length / feats.sample_rate
     return {
         "att_context_size": [int(ctx[0]), int(ctx[1])],
@@ -253,8 +258,14 @@ def profile_facts(model: Any, ctx: list[int], feats: FeatureSettings) -> dict[st
         "drop_extra_pre_encoded": int(cfg.drop_extra_pre_encoded),
         "encoder_frames": int(cfg.valid_out_len),
         "chunk_samples": chunk_samples,
+        # NeMo's first streaming chunk is shorter (chunk_size [first, later]): the service
+        # starts each segment with that many fill frames so that encoder frames and attention
+        # chunks line up with the offline forward (features/chunker.py).
+        "lead_frames": lead_frames,
         # The mel window reaches win_length/2 past the centre of a chunk's last frame, which
-        # sits one hop before the chunk's end: the first request carries that extra.
+        # sits one hop before the chunk's end: the first request carries that extra. (It also
+        # carries lead_frames frames more than the first chunk needs, which wait for the next
+        # chunk: every request stays one whole chunk, at lead_frames * 10 ms more latency.)
         "first_chunk_samples": chunk_samples - feats.hop_length + feats.win_length // 2,
         "cache_last_channel": [len(enc.layers), int(cfg.last_channel_cache_size), int(enc.d_model)],
         "cache_last_time": [len(enc.layers), int(enc.d_model), int(enc.conv_context_size[0])],

@@ -123,10 +123,16 @@ def stream_one(model: Any, segments: list[np.ndarray], head: str) -> dict[str, n
     from nemo.collections.asr.parts.utils.streaming_utils import CacheAwareStreamingAudioBuffer
 
     buffer = CacheAwareStreamingAudioBuffer(model, online_normalization=False, pad_and_drop_preencoded=True)
-    # The preprocessor pads its output past the valid frames: keep those only.
-    features = [f[..., : int(n[0])] for f, n in map(buffer.preprocess_audio, segments)]
-    buffer.append_processed_signal(torch.cat(features, dim=-1))
+    # The preprocessor pads its output past the valid frames: keep those only. Each segment
+    # starts with the service's lead frames (zeros; NeMo's two chunk sizes differ by them), so
+    # that chunks line up with the offline forward's.
     cfg = model.encoder.streaming_cfg
+    lead = int(cfg.chunk_size[1] - cfg.chunk_size[0]) if isinstance(cfg.chunk_size, list) else 0
+    features = [
+        torch.cat([torch.zeros(*f.shape[:-1], lead), f[..., : int(n[0])]], dim=-1)
+        for f, n in map(buffer.preprocess_audio, segments)
+    ]
+    buffer.append_processed_signal(torch.cat(features, dim=-1))
     chunk_frames = cfg.chunk_size[1] if isinstance(cfg.chunk_size, list) else cfg.chunk_size
     # Chunk indices where a segment after a flush begins (segments are whole chunks).
     restarts = set(np.cumsum([f.shape[-1] // chunk_frames for f in features])[:-1].tolist())

@@ -54,8 +54,11 @@ CASES = [Case("ctc", "ctc"), Case("hybrid", "ctc"), Case("hybrid", "rnnt"), Case
 PROFILES = ["la3", "la1"]
 
 
-def whole_chunks(audio: np.ndarray, chunk_samples: int) -> np.ndarray:
-    return np.clip(audio[: len(audio) // chunk_samples * chunk_samples], -1.0, 1.0).astype(np.float32)
+def whole_chunks(audio: np.ndarray, facts: dict) -> np.ndarray:
+    """Cut to whole chunks of features: a segment's lead fill frames and its real frames."""
+    lead = facts["lead_frames"] * facts["chunk_samples"] // facts["chunk_frames"]
+    n = (len(audio) + lead) // facts["chunk_samples"] * facts["chunk_samples"] - lead
+    return np.clip(audio[:n], -1.0, 1.0).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,7 @@ def audio(exported: dict[str, ExportedModel]) -> dict[str, list[list[np.ndarray]
     the geometry)."""
     facts = exported["ctc"].manifest["profiles"]
     return {
-        p: [[whole_chunks(seg, facts[p]["chunk_samples"]) for seg in stream] for stream in signals()] for p in PROFILES
+        p: [[whole_chunks(seg, facts[p]) for seg in stream] for stream in signals()] for p in PROFILES
     }
 
 

@@ -45,6 +45,18 @@ def model_manifest() -> dict[str, Any]:
     return json.loads((MODEL_DIR / "manifest.json").read_text())
 
 
+def chunk_geometry(manifest: dict[str, Any], profile: str) -> ChunkGeometry:
+    """What the features model cuts for a cache-aware profile of ``manifest``."""
+    facts = manifest["profiles"][profile]
+    return ChunkGeometry(
+        chunk_frames=facts["chunk_frames"],
+        left_frames=facts["pre_encode_cache_size"],
+        subsampling=manifest["subsampling_factor"],
+        fill=manifest["features"]["pre_encode_fill"],
+        lead_frames=facts["lead_frames"],
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     """One request of a plan."""
@@ -179,12 +191,7 @@ class Reference:
         self.manifest = model_manifest()
         self.profile = self.manifest["profiles"][profile_name]
         p = self.profile
-        self.geometry = ChunkGeometry(
-            chunk_frames=p["chunk_frames"],
-            left_frames=p["pre_encode_cache_size"],
-            subsampling=self.manifest["subsampling_factor"],
-            fill=self.manifest["features"]["pre_encode_fill"],
-        )
+        self.geometry = chunk_geometry(self.manifest, profile_name)
         self.mel_cfg = MelConfig.from_npz(MODEL_DIR / "features.npz")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1

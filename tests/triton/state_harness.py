@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from tests.triton.helpers import ChunkGeometry, FeatureStream, MelConfig, load_wav
+from tests.triton.helpers import FeatureStream, MelConfig, chunk_geometry, load_wav
 
 # Batched runs may differ from batch 1 in the last float bits (onnxruntime picks other kernels).
 TOLERANCE = 1e-5
+# float32 noise grows with the values: a trained model's log-probs reach -40.
+RTOL = 1e-6
 
 
 @dataclass
@@ -52,7 +54,7 @@ def request_features(model_dir: Path, profile: str, seed: int) -> list[np.ndarra
     facts = manifest["profiles"][profile]
     rng = np.random.default_rng(seed)
     audio = np.roll(load_wav("speaker_a.wav"), seed * 997)[:40_000]
-    geometry = ChunkGeometry(facts["chunk_frames"], facts["pre_encode_cache_size"], manifest["subsampling_factor"])
+    geometry = chunk_geometry(manifest, profile)
     stream = FeatureStream(MelConfig.from_npz(model_dir / "features.npz"), geometry)
     out, pos = [], 0
     while pos < len(audio):
@@ -129,7 +131,7 @@ def assert_plans_equal_the_export(
                     np.testing.assert_array_equal(got, want)
                 continue
             want = run_original(original, features, theirs)
-            np.testing.assert_allclose(encoded[0, : k * frames], want, atol=TOLERANCE, rtol=0)
-            np.testing.assert_allclose(mine.channel, theirs.channel, atol=TOLERANCE, rtol=0)
+            np.testing.assert_allclose(encoded[0, : k * frames], want, atol=TOLERANCE, rtol=RTOL)
+            np.testing.assert_allclose(mine.channel, theirs.channel, atol=TOLERANCE, rtol=RTOL)
             np.testing.assert_array_equal(mine.length, theirs.length)
     return kinds

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.triton.helpers import MODEL_DIR, REPO, ChunkGeometry, FeatureStream, MelConfig, load_wav, model_manifest
+from tests.triton.helpers import MODEL_DIR, REPO, FeatureStream, MelConfig, chunk_geometry, load_wav, model_manifest
 
 NEMO_PYTHON = REPO / ".venv-nemo" / "bin" / "python"
 TOLERANCE = 1e-4
@@ -76,20 +76,14 @@ def nemo(signals: dict[str, np.ndarray], tmp_path_factory: pytest.TempPathFactor
 
 def _streamed_mel(audio: np.ndarray, profile: str, piece: int) -> np.ndarray:
     """Frames the features model sends to the encoder (context stripped), in stream order."""
-    manifest = model_manifest()
-    facts = manifest["profiles"][profile]
-    geometry = ChunkGeometry(
-        chunk_frames=facts["chunk_frames"],
-        left_frames=facts["pre_encode_cache_size"],
-        subsampling=manifest["subsampling_factor"],
-    )
+    geometry = chunk_geometry(model_manifest(), profile)
     fs = FeatureStream(MelConfig.from_npz(MODEL_DIR / "features.npz"), geometry)
     chunks = []
     for start in range(0, len(audio), piece):
         end = start + piece >= len(audio)
         chunks.append(fs.process(audio[start : start + piece], flush=end).features)
     feats = np.concatenate(chunks)
-    return np.concatenate(list(feats[:, :, geometry.left_frames :]), axis=1)
+    return np.concatenate(list(feats[:, :, geometry.left_frames :]), axis=1)[:, geometry.lead_frames :]
 
 
 def test_exported_filterbank_is_nemos(nemo: dict[str, np.ndarray]) -> None:

@@ -7,12 +7,14 @@ import sys
 
 import numpy as np
 import pytest
-from streaming_mel import StreamingMel, offline_log_mel
 
-from tests.triton.helpers import MODEL_DIR, TEMPLATES, ChunkGeometry, FeatureStream, MelConfig, model_manifest
+from tests.triton.helpers import MODEL_DIR, TEMPLATES, ChunkGeometry, FeatureStream, MelConfig, chunk_geometry, model_manifest
+
+# helpers put features/ on sys.path
+from streaming_mel import StreamingMel, offline_log_mel  # noqa: E402  isort: skip
 
 sys.path.insert(0, str(TEMPLATES / "common"))
-from sequence_state import Control, SequenceStore, UnknownSequence
+from sequence_state import Control, SequenceStore, UnknownSequence  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -21,9 +23,7 @@ def mel_cfg() -> MelConfig:
 
 
 def _geometry(profile: str) -> ChunkGeometry:
-    manifest = model_manifest()
-    facts = manifest["profiles"][profile]
-    return ChunkGeometry(facts["chunk_frames"], facts["pre_encode_cache_size"], manifest["subsampling_factor"])
+    return chunk_geometry(model_manifest(), profile)
 
 
 def _audio(n: int, seed: int = 0) -> np.ndarray:
@@ -74,11 +74,12 @@ def test_chunks_are_the_offline_features_with_context(mel_cfg: MelConfig) -> Non
         [fs.process(audio[i : i + 7000], flush=i + 7000 >= len(audio)).features for i in range(0, len(audio), 7000)]
     )
     n_real = offline.shape[1]
-    assert chunks.shape[0] == math.ceil(n_real / g.chunk_frames)
+    assert g.lead_frames == g.subsampling - 1
+    assert chunks.shape[0] == math.ceil((g.lead_frames + n_real) / g.chunk_frames)
     flat = np.concatenate(list(chunks[:, :, g.left_frames :]), axis=1)
-    np.testing.assert_allclose(flat[:, :n_real], offline, atol=2e-6)
-    # Context: zeros before the first chunk, then the previous chunk's last frames.
-    assert not chunks[0, :, : g.left_frames].any()
+    np.testing.assert_allclose(flat[:, g.lead_frames : g.lead_frames + n_real], offline, atol=2e-6)
+    # Context: zeros before the first chunk and as its lead, then the previous chunk's last frames.
+    assert not chunks[0, :, : g.left_frames + g.lead_frames].any()
     np.testing.assert_array_equal(chunks[1, :, : g.left_frames], chunks[0, :, -g.left_frames :])
 
 
@@ -95,8 +96,10 @@ def test_flush_pads_counts_real_frames_and_restarts_the_clock(mel_cfg: MelConfig
     assert c.start_s == pytest.approx(n / 16000)  # real audio only, padding excluded
     # The encoder context carries over the flush: it is the padded chunk's tail.
     np.testing.assert_array_equal(c.features[0, :, : g.left_frames], b.features[0, :, -g.left_frames :])
-    # 17960 samples make exactly the 112 frames NeMo would give them: a flush adds nothing,
-    # but the next segment starts after those samples.
+    # 17960 samples make 112 frames, the first chunk takes 105 of them after its lead: the
+    # flush decodes the other 7, in a chunk none of whose encoder frames ends on real audio.
+    rest = fs.process(np.zeros(0, np.float32), flush=True)
+    assert rest.features.shape[0] == 1 and rest.valid_frames == 0
     nothing = fs.process(np.zeros(0, np.float32), flush=True)
     assert nothing.features.shape[0] == 0 and nothing.valid_frames == 0
     assert fs.process(np.zeros(0, np.float32), flush=False).start_s == pytest.approx((n + 17960) / 16000)

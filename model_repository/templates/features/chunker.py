@@ -6,7 +6,12 @@ of right context; the encoder returns ``chunk_frames / subsampling`` encoder fra
 * Cache-aware encoders read ``pre_encode_cache_size`` frames of left context and no right
   context. Before the first chunk the left context is ``fill`` (zeros: what NeMo's
   ``pad_and_drop_preencoded`` streaming and the causal subsampling convolutions see before an
-  utterance).
+  utterance). Each segment also starts with ``lead_frames`` fill frames (subsampling - 1, the
+  difference of NeMo's two streaming chunk sizes): the first chunk then carries
+  ``chunk_frames - lead_frames`` real frames, so that encoder frame k ends on mel frame
+  k * subsampling and chunks fall on the attention-chunk boundaries of the offline forward the
+  model was trained with. Without the lead every output is one mel frame early and in
+  different attention chunks: a trained model's log-probs move by several nats.
 * Buffered (offline) encoders read seconds of context on both sides and keep the chunk's own
   frames. A chunk's window is only complete once its right context has arrived, so every
   result waits for it. Before the stream's first frame the left context is ``fill`` (the
@@ -46,12 +51,15 @@ class ChunkGeometry:
     fill: float = 0.0  # value of the left context before the first chunk
     right_frames: int = 0  # mel frames of right context appended to each chunk (buffered)
     normalize: str = "none"  # "per_feature": each window by its own per-band mean and std
+    lead_frames: int = 0  # fill frames before each segment's first real frame (cache-aware)
 
     def __post_init__(self) -> None:
         if self.chunk_frames <= 0 or self.chunk_frames % self.subsampling:
             raise ValueError(f"chunk_frames={self.chunk_frames} is not a multiple of {self.subsampling}")
         if self.left_frames < 0 or self.right_frames < 0:
             raise ValueError("context frames must not be negative")
+        if not 0 <= self.lead_frames < self.chunk_frames:
+            raise ValueError(f"lead_frames={self.lead_frames} outside 0..{self.chunk_frames - 1}")
         if self.normalize not in NORMALIZATIONS:
             raise ValueError(f"normalize={self.normalize!r}: one of {NORMALIZATIONS}")
 
@@ -95,8 +103,12 @@ class FeatureStream:
     def __post_init__(self) -> None:
         self.mel = StreamingMel(self.mel_cfg)
         n_mels = self.mel_cfg.n_mels
-        self._fifo = np.zeros((n_mels, 0), np.float32)
+        self._fifo = self._lead()
         self._context = np.full((n_mels, self.geometry.left_frames), self.geometry.fill, np.float32)
+
+    def _lead(self) -> np.ndarray:
+        """A segment's fifo before its first sample: the lead fill frames."""
+        return np.full((self.mel_cfg.n_mels, self.geometry.lead_frames), self.geometry.fill, np.float32)
 
     def process(self, audio: np.ndarray, flush: bool) -> Chunks:
         """Feed samples (possibly none); with ``flush`` also finish the segment."""
@@ -105,13 +117,16 @@ class FeatureStream:
         start_s = (self._segment_offset + self._segment_sent * hop) / self.mel_cfg.sample_rate
         self._fifo = np.concatenate([self._fifo, self.mel.push(audio)], axis=1)
         segment_samples = self.mel.samples
-        # Frames of real audio this request will decode when it flushes.
-        real = self._fifo.shape[1] + self.mel.pending_frames
+        # Frames this request will decode when it flushes: the real ones, and the lead frames
+        # still waiting before them.
+        lead = g.lead_frames if self._segment_sent == 0 else 0
+        real = self._fifo.shape[1] + self.mel.pending_frames - lead
         if flush:
             # Zero padding up to whole chunks and the last one's right context, computed by the
             # extractor: the frames just past the audio still hold its tail, as the offline
             # STFT's would.
-            pad = -(-real // g.chunk_frames) * g.chunk_frames + g.right_frames - real if real else 0
+            waiting = real + lead
+            pad = -(-waiting // g.chunk_frames) * g.chunk_frames + g.right_frames - waiting if real else 0
             self._fifo = np.concatenate([self._fifo, self.mel.finish(extra_frames=pad)], axis=1)
         k = max(0, (self._fifo.shape[1] - g.right_frames) // g.chunk_frames)
         out = np.empty((k, self.mel_cfg.n_mels, g.window), np.float32)
@@ -124,11 +139,14 @@ class FeatureStream:
         if g.normalize == "per_feature":
             normalize_windows(out)
         # After a FLUSH only padding is left (the right context of the last chunk).
-        self._fifo = self._fifo[:, self._fifo.shape[1] if flush else k * g.chunk_frames :]
+        self._fifo = self._lead() if flush else self._fifo[:, k * g.chunk_frames :]
         if flush:
             self._segment_offset += segment_samples
             self._segment_sent = 0
-            valid = -(-real // g.subsampling)  # ceil: a partly real encoder frame is real
+            # An encoder frame is real when its newest mel frame is: with lead frames, frame k of
+            # the segment ends on fifo frame k * subsampling + lead_frames (k * subsampling
+            # without). Without lead a partly real frame counts (its first frame is real).
+            valid = max(0, -(-(real + lead - g.lead_frames) // g.subsampling))
         else:
             self._segment_sent += k * g.chunk_frames
             valid = k * g.encoder_frames

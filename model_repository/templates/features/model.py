@@ -43,13 +43,15 @@ class TritonPythonModel:
             "fill": parameter(cfg, "context_fill", float),
             "right_frames": parameter(cfg, "right_frames", int),
             "normalize": parameter(cfg, "normalize", str),
+            "lead_frames": parameter(cfg, "lead_frames", int),
         }
         try:
             self.geometry = ChunkGeometry(**geometry)
         except ValueError as exc:
             raise ConfigError(f"{self.name}: {exc}") from None
         hop = self.mel_cfg.hop_length
-        # Enough audio for a whole window (its right context included) and no more.
+        # Enough audio for a whole window (its right context included) and no more; with lead
+        # frames the first window needs fewer, and the rest waits for the next one.
         self.first_chunk_samples = self.geometry.ready_frames * hop - hop + self.mel_cfg.lookahead_samples
         expect_dims(cfg, "input", "AUDIO", "TYPE_FP32", [self.first_chunk_samples])
         expect_dims(cfg, "input", "AUDIO_LEN", "TYPE_INT32", [1])
