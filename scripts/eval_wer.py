@@ -35,18 +35,11 @@ def load_audio(path: str) -> np.ndarray:
     return augment.resample(audio[:, 0], sr, augment.SR)
 
 
-def greedy_ctc(log_probs: torch.Tensor, lengths: torch.Tensor, blank: int) -> list[list[int]]:
-    """Collapse repeats, drop blanks: the same rule the service's CTC decoder applies."""
-    out = []
-    best = log_probs.argmax(-1)
-    for seq, n in zip(best, lengths):
-        ids, prev = [], -1
-        for t in seq[: int(n)].tolist():
-            if t != prev and t != blank:
-                ids.append(t)
-            prev = t
-        out.append(ids)
-    return out
+def greedy_ids(log_probs: np.ndarray, blank: int) -> list[int]:
+    """Collapse repeats of the frame-wise argmax, drop blanks: the service's greedy CTC rule."""
+    best = log_probs.argmax(axis=1)
+    previous = np.concatenate([[blank], best[:-1]])
+    return [int(t) for t in best[(best != blank) & (best != previous)]]
 
 
 @torch.inference_mode()
@@ -80,12 +73,11 @@ def log_probs(model, rows: list[dict], batch_seconds: float = 120.0) -> list[np.
 def transcribe(model, rows: list[dict], batch_seconds: float = 120.0) -> list[str]:
     """Greedy transcripts for manifest rows."""
     blank = model.decoder.num_classes_with_blank - 1
-    hyps = []
-    for lp in log_probs(model, rows, batch_seconds):
-        t = torch.from_numpy(lp)[None]
-        ids = greedy_ctc(t, torch.tensor([t.shape[1]]), blank)[0]
-        hyps.append(model.tokenizer.ids_to_text(ids) if ids else "")
-    return hyps
+    return [ids_text(model, greedy_ids(lp, blank)) for lp in log_probs(model, rows, batch_seconds)]
+
+
+def ids_text(model, ids: list[int]) -> str:
+    return model.tokenizer.ids_to_text(ids) if ids else ""
 
 
 def load_model(model_path: Path, init: Path | None):

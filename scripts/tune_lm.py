@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE.parent / "model_repository" / "templates" / "ctc_dec
 from ctc_beam import BeamConfig, Pieces, decode_utterance  # noqa: E402
 from eval_common import DEFAULT_CORPUS, load_set, resolve_sets, select_rows  # noqa: E402
 from eval_offline import att_context_for  # noqa: E402
-from eval_wer import load_model, log_probs, read_manifest, score  # noqa: E402
+from eval_wer import greedy_ids, ids_text, load_model, log_probs, read_manifest, score  # noqa: E402
 from word_lm import WordLM  # noqa: E402
 
 
@@ -61,16 +61,9 @@ def main() -> None:
     pieces = Pieces(vocab, blank=len(vocab))
     lm = WordLM(args.lm)
 
-    def text(ids: list[int]) -> str:
-        return "".join(vocab[i] for i in ids).replace("▁", " ").strip()
-
-    def greedy(lp: np.ndarray) -> list[int]:
-        best = lp.argmax(1)
-        prev = np.concatenate([[len(vocab)], best[:-1]])
-        return [int(t) for t in best[(best != len(vocab)) & (best != prev)]]
-
     def run(lps, refs, cfg: BeamConfig | None):
-        hyps = [text(greedy(lp) if cfg is None else decode_utterance(lp, pieces, lm, cfg)) for lp in lps]
+        hyps = [ids_text(model, greedy_ids(lp, pieces.blank) if cfg is None else decode_utterance(lp, pieces, lm, cfg))
+                for lp in lps]
         return score(refs, hyps), hyps
 
     def cached_log_probs(name: str, rows: list[dict]) -> list[np.ndarray]:

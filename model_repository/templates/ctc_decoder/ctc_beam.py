@@ -15,7 +15,7 @@ request (possibly negative).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from word_lm import BOS, EOS, WordLM
@@ -194,8 +194,7 @@ class CtcBeamSearch:
             hk = self.info[k]
             tail = k[count:]
             beams[tail] = v
-            info[tail] = _Hyp(hk.last, hk.lm, hk.words, hk.history, hk.partial, hk.known_prefix,
-                              hk.frames[count:], hk.conf[count:])
+            info[tail] = replace(hk, frames=hk.frames[count:], conf=hk.conf[count:])
         self.beams, self.info = beams, info
         return out
 
@@ -212,6 +211,7 @@ class CtcBeamSearch:
         best = max(self.beams, key=lambda k: self._closed_total(k, True))
         h = self.info[best]
         return Emitted(list(best), list(h.frames), list(h.conf))
+
 
 def decode_utterance(logprobs: np.ndarray, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig) -> list[int]:
     """A whole utterance at once (offline evaluation and tuning): its tokens, in order."""
