@@ -53,6 +53,8 @@ SETS: dict[str, EvalSet] = {
                 "held-out sentences, Festival voices (evaluation-only), 8 kHz mu-law", "wer", 0.25, "voice"),
         EvalSet("tts", "eval_tts.jsonl",
                 "held-out sentences, training TTS voices (espeak/flite)", "wer", 0.10, "family"),
+        EvalSet("tts_voices", "eval_tts_voices.jsonl",
+                "held-out sentences, held-out espeak-ng voice variants", "wer", 0.10, "family"),
         EvalSet("fsdd", "eval_fsdd.jsonl",
                 "FSDD real human digits (nicolas, theo), 8 kHz linear16", "exact", 0.95, "voice"),
     )

@@ -11,6 +11,7 @@ Output (all outside git, default /work/runs/corpus):
     train.jsonl                          espeak-ng + flite voices, augmented, + FSDD train speakers
     val.jsonl                            val sentences x training voices, clean (model selection)
     eval_tts.jsonl                       eval sentences x training voices, clean
+    eval_tts_voices.jsonl                eval sentences x held-out espeak-ng variants (never trained on), clean
     eval_festival16k.jsonl               eval sentences x Festival voices (never trained on), 16 kHz
     eval_festival8k_mulaw.jsonl          the same audio as 8 kHz mu-law wav (telephony path)
     eval_fsdd.jsonl                      FSDD speakers nicolas + theo (real speech, 8 kHz, never trained on)
@@ -52,6 +53,13 @@ ESPEAK_VOICES = (
 ESPEAK_VARIANTS = (
     "", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
     "klatt", "klatt2", "klatt3", "croak", "Andy", "Annie", "belinda", "david", "edward", "steph",
+)
+# Evaluation only: espeak-ng variants that training never uses (human-like ones; the robotic,
+# whispering and effect variants are left out), read over the training accents.
+ESPEAK_HELDOUT_VARIANTS = (
+    "Alex", "Gene", "Jacky", "Lee", "Mike", "adam", "aunty", "benjamin", "boris", "caleb", "ed",
+    "grandma", "grandpa", "iven", "john", "linda", "max", "norbert", "paul", "quincy", "rob",
+    "robert", "shelby", "travis", "victor", "zac",
 )
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 # Evaluation only: these voices must never reach train.jsonl.
@@ -203,7 +211,9 @@ def _fsdd_concat(job: Job, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     return np.concatenate([lead, *pieces]), 8000
 
 
-def run_job(job: Job) -> dict | None:
+def synthesize(job: Job) -> np.ndarray | None:
+    """The job's audio at `job.out_sr`, clipped to [-1, 1]; None when the engine failed.
+    Deterministic in `job.seed`, so a corpus file can be rebuilt anywhere the engines run."""
     rng = np.random.default_rng(job.seed)
     try:
         with tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None) as tmp:
@@ -218,7 +228,14 @@ def run_job(job: Job) -> dict | None:
         audio = augment.peak_normalise(audio, 0.7)
     if job.mulaw:
         audio = augment.resample(augment.band_limit(audio, 300.0, 3400.0), SR, job.out_sr)
-    sf.write(job.wav_out, np.clip(audio, -1, 1), job.out_sr, subtype="ULAW" if job.mulaw else "PCM_16")
+    return np.clip(audio, -1, 1)
+
+
+def run_job(job: Job) -> dict | None:
+    audio = synthesize(job)
+    if audio is None:
+        return None
+    sf.write(job.wav_out, audio, job.out_sr, subtype="ULAW" if job.mulaw else "PCM_16")
     return {"audio_filepath": job.wav_out, "duration": round(len(audio) / job.out_sr, 3),
             "text": job.text, "voice": f"{job.engine}/{job.voice}"}
 
@@ -297,6 +314,11 @@ def main() -> None:
     # Small held-out splits first: they are what every later number is measured on.
     run_jobs(tts_jobs(val_txt, "val", False, 10**6), out / "val.jsonl", args.workers, "val")
     run_jobs(tts_jobs(eval_txt, "eval_tts", False, 2 * 10**6), out / "eval_tts.jsonl", args.workers, "eval_tts")
+    held = random.Random(args.seed + 2)  # its own stream: adding this set moved no other file
+    heldout = [Job(i, t, "espeak", f"{held.choice(ESPEAK_VOICES)}+{held.choice(ESPEAK_HELDOUT_VARIANTS)}",
+                   str(out / "eval_tts_voices" / f"{i:06d}.wav"), False, 4 * 10**6 + i)
+               for i, t in enumerate(eval_txt)]
+    run_jobs(heldout, out / "eval_tts_voices.jsonl", args.workers, "eval_tts_voices")
     fest = [Job(i, t, "festival", FESTIVAL_VOICES[i % len(FESTIVAL_VOICES)],
                 str(out / "eval_festival16k" / f"{i:06d}.wav"), False, 3 * 10**6 + i)
             for i, t in enumerate(eval_txt)]

@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_corpus  # noqa: E402
 from eval_wer import load_audio, read_manifest, score, transcribe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -118,6 +119,46 @@ class ManifestDataset(Dataset):
         return torch.from_numpy(load_audio(self.rows[i]["audio_filepath"])), torch.tensor(self.tokens[i])
 
 
+class SynthDataset(Dataset):
+    """Training audio synthesised on the fly (make_corpus voices and augmentation), for machines
+    where the corpus cannot travel but the TTS engines can: every epoch draws a new voice and
+    channel for each sentence. Index `epoch * len(self) + i` is item i of that epoch."""
+
+    SECONDS_PER_CHAR = 0.068  # espeak/flite at the corpus's rates: sizes buckets before synthesis
+
+    def __init__(self, texts: list[str], fsdd: list[Path], fsdd_items: int, tokenizer, seed: int) -> None:
+        self.texts, self.fsdd, self.seed = texts, fsdd, seed
+        self.n_fsdd = fsdd_items if fsdd else 0
+        self.tokenizer = tokenizer
+        self.tokens = [tokenizer.text_to_ids(t) for t in texts]
+
+    def __len__(self) -> int:
+        return len(self.texts) + self.n_fsdd
+
+    def durations(self) -> list[float]:
+        # FSDD items: 1-5 digits of ~0.45 s plus pauses.
+        return [0.3 + self.SECONDS_PER_CHAR * len(t) for t in self.texts] + [1.8] * self.n_fsdd
+
+    def job(self, k: int):
+        epoch, i = divmod(k, len(self))
+        rng = random.Random(f"{self.seed}/{epoch}/{i}")
+        seed = rng.randrange(2**31)
+        if i < len(self.texts):
+            engine, voice = make_corpus.training_voice(rng)
+            return make_corpus.Job(i, self.texts[i], engine, voice, "", True, seed), self.tokens[i]
+        files = rng.sample(self.fsdd, rng.choice((1, 1, 2, 3, 4, 5)))
+        text = " ".join(make_corpus.fsdd_text(f) for f in files)
+        job = make_corpus.Job(i, text, "fsdd", "", "", True, seed, fsdd_files=tuple(map(str, files)))
+        return job, self.tokenizer.text_to_ids(text)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        job, tokens = self.job(k)
+        audio = make_corpus.synthesize(job)
+        if audio is None:  # an engine failure costs one item, not the run
+            audio = make_corpus.synthesize(make_corpus.Job(job.idx, job.text, "espeak", "en-us", "", True, job.seed))
+        return torch.from_numpy(audio.astype(np.float32)), torch.tensor(tokens)
+
+
 def collate(items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, ...]:
     a_len = torch.tensor([len(a) for a, _ in items])
     t_len = torch.tensor([len(t) for _, t in items])
@@ -189,13 +230,27 @@ def cmd_train(args: argparse.Namespace) -> None:
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     run = args.run_dir
     model = EncDecCTCModelBPE.restore_from(str(run / "init.nemo"), map_location="cpu").to(device)
-    rows = [r for m in args.train_manifest for r in read_manifest(m)
-            if args.min_dur <= r["duration"] <= args.max_dur][: args.subset]
     val_rows = [r for m in args.val_manifest for r in read_manifest(m, args.val_limit)]
     if args.no_spec_augment:
         model.spec_augmentation = None
-    data = ManifestDataset(rows, model.tokenizer)
-    durations = [r["duration"] for r in rows]
+    else:
+        from nemo.collections.asr.modules import SpectrogramAugmentation
+
+        # Features are not normalised (normalize: NA), so NeMo's default mask value 0 is a loud
+        # band, not an average one: the trained model's loss went to chance level with it.
+        spec = {k: v for k, v in OmegaConf.to_container(model.cfg.spec_augment).items() if k != "_target_"}
+        model.spec_augmentation = SpectrogramAugmentation(**{**spec, "mask_value": args.mask_value}).to(device)
+    if args.synth_text:
+        # Training speakers only: the evaluation speakers never reach a batch.
+        fsdd = make_corpus.fsdd_files(args.synth_fsdd, make_corpus.FSDD_TRAIN_SPEAKERS) if args.synth_fsdd else []
+        texts = args.synth_text.read_text().split("\n")[:-1][: args.subset]
+        data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed)
+        durations = data.durations()
+    else:
+        rows = [r for m in args.train_manifest for r in read_manifest(m)
+                if args.min_dur <= r["duration"] <= args.max_dur][: args.subset]
+        data = ManifestDataset(rows, model.tokenizer)
+        durations = [r["duration"] for r in rows]
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=args.weight_decay)
 
     # best = (val WER, val CER): WER decides, CER breaks ties while WER is still ~100 %.
@@ -215,7 +270,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         missing = model.load_state_dict(enc, strict=False).missing_keys
         log(f"encoder initialised from {args.init_encoder_from} ({len(enc)} tensors; "
             f"left at init: {sorted({k.split('.')[0] for k in missing})})")
-    log(f"train: {len(rows)} utts, {sum(durations) / 3600:.2f} h; val: {len(val_rows)} utts; device {device}; "
+    log(f"train: {len(data)} utts, {sum(durations) / 3600:.2f} h; val: {len(val_rows)} utts; device {device}; "
         f"args {vars(args)}")
 
     def checkpoint() -> None:
@@ -246,8 +301,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     model.train()
     while step < args.max_steps:
         batches = epoch_batches(durations, epoch, args.seed, args.batch_seconds, args.max_batch)
-        loader: Iterator = iter(DataLoader(data, batch_sampler=batches[batch_pos:], collate_fn=collate,
-                                           num_workers=args.workers))
+        offset = epoch * len(data) if isinstance(data, SynthDataset) else 0
+        loader: Iterator = iter(DataLoader(data, batch_sampler=[[offset + i for i in b] for b in batches[batch_pos:]],
+                                           collate_fn=collate, num_workers=args.workers,
+                                           prefetch_factor=4 if args.workers else None))
         for audio, a_len, tokens, t_len in loader:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, args)
@@ -256,8 +313,10 @@ def cmd_train(args: argparse.Namespace) -> None:
             for p in model.encoder.parameters():
                 p.requires_grad_(not frozen)
             audio, a_len, tokens, t_len = (x.to(device) for x in (audio, a_len, tokens, t_len))
-            log_probs, enc_len, _ = model.forward(input_signal=audio, input_signal_length=a_len)
-            loss = model.loss(log_probs=log_probs, targets=tokens, input_lengths=enc_len, target_lengths=t_len)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                log_probs, enc_len, _ = model.forward(input_signal=audio, input_signal_length=a_len)
+            loss = model.loss(log_probs=log_probs.float(), targets=tokens, input_lengths=enc_len,
+                              target_lengths=t_len)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
@@ -339,6 +398,14 @@ def main() -> None:
                     help="fresh runs only: copy encoder weights from this last.pt/best.pt (any vocabulary)")
     ap.add_argument("--freeze-encoder-steps", type=int, default=0,
                     help="train only the CTC head for the first N steps (use with --init-encoder-from)")
+    ap.add_argument("--synth-text", type=Path, default=None,
+                    help="train on audio synthesised on the fly from these sentences (one per line) "
+                         "instead of --train-manifest: a new voice and channel every epoch")
+    ap.add_argument("--synth-fsdd", type=Path, default=None, help="FSDD recordings folder for --synth-text")
+    ap.add_argument("--synth-fsdd-items", type=int, default=4000, help="FSDD digit strings per epoch")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU)")
+    ap.add_argument("--mask-value", type=float, default=-10.5,
+                    help="SpecAugment fill: the mean log-mel of training audio (measured -10.5)")
     ap.add_argument("--no-spec-augment", action="store_true", help="disable SpecAugment (bootstrap phase)")
     ap.add_argument("--batch-seconds", type=float, default=60.0, help="padded audio seconds per batch")
     ap.add_argument("--max-batch", type=int, default=48)
