@@ -117,15 +117,14 @@ class FeatureStream:
         start_s = (self._segment_offset + self._segment_sent * hop) / self.mel_cfg.sample_rate
         self._fifo = np.concatenate([self._fifo, self.mel.push(audio)], axis=1)
         segment_samples = self.mel.samples
-        # Frames this request will decode when it flushes: the real ones, and the lead frames
-        # still waiting before them.
-        lead = g.lead_frames if self._segment_sent == 0 else 0
-        real = self._fifo.shape[1] + self.mel.pending_frames - lead
+        # Frames this request will decode when it flushes (the lead frames included while the
+        # segment's first chunk is still ahead), and how many of them are real audio.
+        waiting = self._fifo.shape[1] + self.mel.pending_frames
+        real = waiting - (g.lead_frames if self._segment_sent == 0 else 0)
         if flush:
             # Zero padding up to whole chunks and the last one's right context, computed by the
             # extractor: the frames just past the audio still hold its tail, as the offline
             # STFT's would.
-            waiting = real + lead
             pad = -(-waiting // g.chunk_frames) * g.chunk_frames + g.right_frames - waiting if real else 0
             self._fifo = np.concatenate([self._fifo, self.mel.finish(extra_frames=pad)], axis=1)
         k = max(0, (self._fifo.shape[1] - g.right_frames) // g.chunk_frames)
@@ -146,7 +145,7 @@ class FeatureStream:
             # An encoder frame is real when its newest mel frame is: with lead frames, frame k of
             # the segment ends on fifo frame k * subsampling + lead_frames (k * subsampling
             # without). Without lead a partly real frame counts (its first frame is real).
-            valid = max(0, -(-(real + lead - g.lead_frames) // g.subsampling))
+            valid = max(0, -(-(waiting - g.lead_frames) // g.subsampling))
         else:
             self._segment_sent += k * g.chunk_frames
             valid = k * g.encoder_frames
