@@ -7,16 +7,32 @@ and returns float32 mono audio in [-1, 1] at `sr`; `random_chain` draws a plausi
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 from scipy import signal
+
+# Training environments (.venv-nemo, a lent GPU) do not install the service; its resampler
+# needs only PyAV and numpy.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from frontend.audio.resample import StreamResampler  # noqa: E402
 
 SR = 16000
 
 
 def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Polyphase resampling (anti-aliased), exact for integer rate ratios."""
+    """Anti-aliased resampling. Upsampling is what the service does to narrowband clients
+    (8 kHz telephony), so it goes through the service's own resampler: training then sees the
+    exact transition band it will be served (scipy's filter left images near 4 kHz that cost
+    the 8 kHz set 2.4 WER points streaming vs offline). Downsampling only simulates the phone
+    network or prepares TTS output, where any anti-aliased filter will do."""
     if sr_in == sr_out:
         return audio.astype(np.float32)
+    if sr_in < sr_out:
+        resampler = StreamResampler(sr_in, 1, sr_out)
+        block = np.ascontiguousarray(audio, dtype=np.float32)[None]
+        return np.concatenate([resampler.process(block), resampler.flush()], axis=1)[0]
     g = np.gcd(sr_in, sr_out)
     return signal.resample_poly(audio, sr_out // g, sr_in // g).astype(np.float32)
 

@@ -4,12 +4,12 @@
 # the local CPU wheel; any other version pulls gigabytes of CUDA packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -x .venv-nemo/bin/python ] && .venv-nemo/bin/python -c "import nemo.collections.asr" 2>/dev/null; then
+if [ -x .venv-nemo/bin/python ] && .venv-nemo/bin/python -c "import nemo.collections.asr, av" 2>/dev/null; then
   exit 0
 fi
 python3 -m venv .venv-nemo
 constraints="$(mktemp)"
 echo "torch==2.13.0" > "$constraints"
 .venv-nemo/bin/pip install -q --upgrade pip
-.venv-nemo/bin/pip install -q -c "$constraints" torch==2.13.0 "nemo_toolkit[asr]==3.0.0" onnx onnxruntime sentencepiece
+.venv-nemo/bin/pip install -q -c "$constraints" torch==2.13.0 "nemo_toolkit[asr]==3.0.0" onnx onnxruntime sentencepiece av
 rm -f "$constraints"
