@@ -95,7 +95,7 @@ class Connection:
             await self.driver.start()
             async for msg in self.ws:
                 if msg.type == WSMsgType.BINARY:
-                    await self.driver.apply(session.receive_bytes(msg.data, now()))
+                    await self.driver.receive_audio(msg.data)
                 elif msg.type == WSMsgType.TEXT:
                     await self.driver.apply(session.receive_text(msg.data, now()))
                 elif msg.type == WSMsgType.ERROR:
@@ -203,15 +203,12 @@ async def transcribe(request: web.Request) -> web.Response:
         session, audio, route, request_id,
         client=runtime.client, config=runtime.config, metrics=runtime.metrics, emit=collect,
     )
-    piece = 64 * 1024
     try:
         await driver.start()
-        for offset in range(0, len(body), piece):
-            if done.is_set():
-                break
-            await driver.apply(session.receive_bytes(body[offset : offset + piece], now()))
+        if body:
+            await driver.receive_audio(body)
         if not done.is_set():
-            await driver.apply(session.receive_bytes(b"", now()))  # the legacy CloseStream
+            await driver.receive_audio(b"")  # the legacy CloseStream
         await done.wait()  # the session's finalize deadline bounds this wait
     finally:
         await driver.stop(peer_lost=not done.is_set())

@@ -126,6 +126,8 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--lm-weight", type=float, default=0.5)
     ap.add_argument("--word-bonus", type=float, default=1.0)
+    ap.add_argument("--keyterm-boost", type=float, default=9.0,
+                    help="nats per keyterm word (scripts/tune_keyterms.py measures it); 0 ignores keyterms")
     ap.add_argument("--order", type=int, default=3)
     ap.add_argument("--min-count", type=int, default=2, help="highest-order n-grams seen fewer times are cut")
     ap.add_argument("--unk-mass", type=float, default=1e-4, help="unigram probability of <unk>")
@@ -149,7 +151,7 @@ def main() -> None:
         if "ctc" not in manifest.get("heads", []):
             raise SystemExit(f"{args.model_dir}: the beam search decodes a CTC head; this model has {manifest.get('heads')}")
         manifest["lm"] = {"file": LM_FILE, "beam": args.beam, "lm_weight": args.lm_weight,
-                          "word_bonus": args.word_bonus, "about": about,
+                          "word_bonus": args.word_bonus, "keyterm_boost": args.keyterm_boost, "about": about,
                           "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
         manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
         print(f"{manifest_path}: lm block {manifest['lm']}")

@@ -7,6 +7,7 @@ rejected with 400 "Invalid query string." before the upgrade (`InvalidQuery`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,11 +33,12 @@ class ListenParams:
     `interim_results`, `endpointing`, `utterance_end_ms`, `vad_events`, `punctuate`,
     `smart_format` (= punctuate + numerals here), `numerals`, `diarize` (every word gets
     `speaker: 0`: no diarizer is served), `filler_words`, `extra` (echoed in
-    `Results.metadata.extra`), `no_delay` and `ddx_latency` (below).
+    `Results.metadata.extra`), `no_delay` and `ddx_latency` (below), `keyterm` and `keywords`
+    (boosted by the beam search of models decoded with one; see `boosted_terms`).
 
     Accepted and validated but without effect (the served models cannot honour them):
-    `version`, `profanity_filter`, `dictation`, `keywords`, `keyterm`, `tag`, `search`,
-    `replace`, `redact`, `language_hint`.
+    `version`, `profanity_filter`, `dictation`, `tag`, `search`, `replace`, `redact`,
+    `language_hint`.
 
     Latency profile: `ddx_latency` picks the look-ahead of the served ensemble, either by name
     (`la1`, `la6`, `la13`: N encoder frames of right context) or by intent: `low` (smallest
@@ -68,7 +70,9 @@ class ListenParams:
     no_delay: bool = False
     ddx_latency: str | None = None
     """`la<N>`, `low`, `balanced` or `accurate` (lower-cased); see the class docstring."""
-    keywords: tuple[str, ...] = ()
+    keywords: tuple[tuple[str, float], ...] = ()
+    """`keywords=term[:intensifier]`: the term and its boost multiplier (1 when absent,
+    negative to suppress the term)."""
     keyterm: tuple[str, ...] = ()
     tag: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
@@ -76,6 +80,11 @@ class ListenParams:
     redact: tuple[str, ...] = ()
     language_hint: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY_EXTRA)
+
+    @property
+    def boosted_terms(self) -> tuple[tuple[str, float], ...]:
+        """`keyterm` (weight 1) then `keywords`, as `(term, weight)` for the decoder."""
+        return tuple((term, 1.0) for term in self.keyterm) + self.keywords
 
     @property
     def formats_numbers(self) -> bool:
@@ -95,6 +104,44 @@ def _values(query: Mapping[str, str], name: str) -> list[str]:
     if getall is not None:
         return [str(v) for v in getall(name, [])]
     return [query[name]] if name in query else []
+
+
+MAX_BOOSTED_TERMS = 100
+"""Keyterms and keywords together, each at most `MAX_TERM_CHARS` (Deepgram allows about 500
+tokens of keyterms; this is in the same range and bounds the decoder's per-sequence work)."""
+MAX_TERM_CHARS = 100
+
+
+def _term(name: str, raw: str) -> str:
+    term = " ".join(raw.split())
+    if len(term) > MAX_TERM_CHARS:
+        raise InvalidQuery(f"{name}: a term of {len(term)} characters, at most {MAX_TERM_CHARS}")
+    return term
+
+
+def _keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
+    terms = tuple(t for raw in _values(query, "keyterm") if (t := _term("keyterm", raw)))
+    if len(terms) + len(_values(query, "keywords")) > MAX_BOOSTED_TERMS:
+        raise InvalidQuery(f"keyterm and keywords: more than {MAX_BOOSTED_TERMS} terms")
+    return terms
+
+
+def _keywords(query: Mapping[str, str]) -> tuple[tuple[str, float], ...]:
+    out: list[tuple[str, float]] = []
+    for raw in _values(query, "keywords"):
+        term, sep, intensifier = raw.rpartition(":")
+        if not sep:
+            term, weight = raw, 1.0
+        else:
+            try:
+                weight = float(intensifier)
+            except ValueError:
+                raise InvalidQuery(f"keywords={raw!r}: expected term or term:intensifier (a number)") from None
+            if not math.isfinite(weight):
+                raise InvalidQuery(f"keywords={raw!r}: the intensifier must be finite")
+        if term := _term("keywords", term):
+            out.append((term, weight))
+    return tuple(out)
 
 
 def _first(query: Mapping[str, str], name: str) -> str | None:
@@ -194,8 +241,8 @@ def parse_listen_params(query: Mapping[str, str]) -> ListenParams:
         dictation=_bool(query, "dictation"),
         no_delay=_bool(query, "no_delay"),
         ddx_latency=_latency(query),
-        keywords=tuple(_values(query, "keywords")),
-        keyterm=tuple(_values(query, "keyterm")),
+        keywords=_keywords(query),
+        keyterm=_keyterms(query),
         tag=tuple(_values(query, "tag")),
         search=tuple(_values(query, "search")),
         replace=tuple(_values(query, "replace")),

@@ -15,7 +15,7 @@ only segment grouping. A segment is finalised on an endpoint (VAD `speech_end` -
 `speech_final`), on `Finalize` (`from_finalize`, always answered, even when empty), when
 `utterance_end_ms` of decoded audio pass after the last word (then `UtteranceEnd` follows),
 when it grows past `max_segment_s` (cut before the last, possibly unfinished, word), and on
-close.
+close (then an `UtteranceEnd` for words no gap has ended yet).
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ class Session:
         assert isinstance(control, Configure)
         return [SendFrame(ConfigureFailureFrame(
             request_id=self.request_id, code="CONFIGURE_KEYTERMS_NOT_SUPPORTED",
-            description="The served models take no keyterms or feature changes mid-stream."))]
+            description="Keyterms are set when the stream opens (keyterm=, keywords= in the URL); "
+                        "the served models take no changes mid-stream."))]
 
     def receive_result(self, channel: int, seq: int, result: ChunkResult,
                        now: float) -> list[Action]:
@@ -436,10 +437,11 @@ class Session:
             decoded_until = min(frames_end, request.audio_end)
         changed = transcript.add(result.chunk_start, result.tokens, result.token_frames,
                                  result.token_conf, decoded_until=decoded_until)
+        if request.flush is _Cut.CLOSE:
+            return self._close_channel(ch)
         actions: list[Action] = []
         if request.flush is not None:
             actions.append(SendFrame(self._final(ch, transcript.take(), request.flush)))
-            ch.closed = request.flush is _Cut.CLOSE
         elif transcript.cursor - transcript.segment_start >= self._max_segment:
             segment = transcript.cut_at_word_boundary()
             if segment is not None:
@@ -453,13 +455,17 @@ class Session:
                                                    is_final=False, cut=None)))
         return actions
 
-    def _utterance_end(self, ch: _Channel) -> list[Action]:
-        """UtteranceEnd once `utterance_end_ms` of decoded audio follow the last word."""
+    def _utterance_end(self, ch: _Channel, *, stream_ended: bool = False) -> list[Action]:
+        """UtteranceEnd once `utterance_end_ms` of decoded audio follow the last word, or the
+        stream ends after it: a client that commits a turn on UtteranceEnd must not lose the
+        last one because the audio stopped mid-speech (the guide's frame order is Results ->
+        UtteranceEnd -> closing Metadata)."""
         gap_ms = self.params.utterance_end_ms
         transcript = ch.transcript
         last = transcript.last_word_end
         if (not self.params.interim_results or gap_ms is None or last is None
-                or ch.utterance_end_for == last or transcript.cursor < last + gap_ms / 1000):
+                or ch.utterance_end_for == last
+                or (not stream_ended and transcript.cursor < last + gap_ms / 1000)):
             return []
         actions: list[Action] = []
         if transcript.words:
@@ -522,6 +528,12 @@ class Session:
             actions.append(self._infer(ch, ch.chunker.drain(), now, flush=_Cut.CLOSE, end=True))
         return actions + self._close_if_drained()
 
+    def _close_channel(self, ch: _Channel) -> list[Action]:
+        """The channel's closing final, then its UtteranceEnd if one is owed."""
+        ch.closed = True
+        return [SendFrame(self._final(ch, ch.transcript.take(), _Cut.CLOSE)),
+                *self._utterance_end(ch, stream_ended=True)]
+
     def _close_if_drained(self) -> list[Action]:
         if self._state is SessionState.FINALIZING and not any(ch.inflight
                                                               for ch in self._channels):
@@ -533,8 +545,7 @@ class Session:
         for ch in self._channels:
             # Channels whose closing final never came (deadline, failure): what we have.
             if not ch.closed:
-                actions.append(SendFrame(self._final(ch, ch.transcript.take(), _Cut.CLOSE)))
-                ch.closed = True
+                actions += self._close_channel(ch)
             ch.inflight.clear()
             ch.arrived.clear()
         actions.append(SendFrame(self._metadata(closing=True)))

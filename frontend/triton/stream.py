@@ -9,8 +9,10 @@ timeout, and a full `oldest` batcher refuses new sequences.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import AsyncIterator, Awaitable, Callable
 
 import numpy as np
@@ -33,7 +35,8 @@ def new_sequence_id() -> int:
     return secrets.randbits(63) | 1
 
 
-def _request(model: str, sequence_id: int, width: int, infer: Infer) -> dict[str, object]:
+def _request(model: str, sequence_id: int, width: int, infer: Infer,
+             start_parameters: dict[str, str]) -> dict[str, object]:
     audio = np.zeros((1, width), dtype=np.float32)
     n = int(infer.audio.shape[-1])
     if n > width:
@@ -55,6 +58,8 @@ def _request(model: str, sequence_id: int, width: int, infer: Infer) -> dict[str
         "sequence_id": sequence_id,
         "sequence_start": infer.start,
         "sequence_end": infer.end,
+        # The ensemble forwards them to its steps; the decoder reads them on START only.
+        "parameters": start_parameters if infer.start and start_parameters else None,
     }
 
 
@@ -90,9 +95,12 @@ class SequenceStream:
         on_result: ResultCallback,
         on_error: ErrorCallback,
         max_pending: int,
+        keyterms: Sequence[tuple[str, float]] = (),
         log_extra: dict[str, object] | None = None,
     ) -> None:
         self.sequence_id = new_sequence_id()
+        # docs/triton-contract.md: the START request's `keyterms`, [[term, weight], ...].
+        self._start_parameters = {"keyterms": json.dumps([list(t) for t in keyterms])} if keyterms else {}
         self._client = client
         self._model = model
         self._width = audio_width
@@ -132,7 +140,7 @@ class SequenceStream:
             if infer is None:
                 return
             self._in_flight[str(infer.seq)] = infer
-            yield _request(self._model, self.sequence_id, self._width, infer)
+            yield _request(self._model, self.sequence_id, self._width, infer, self._start_parameters)
 
     async def _run(self) -> None:
         responses = None

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from tests.integration.conftest import API_KEY, IDLE_TIMEOUT_S, Server
-from tests.integration.live_client import LINEAR16, connect, transcribe, wav_pcm
+from tests.integration.live_client import FIXTURES, LINEAR16, connect, transcribe, wav_pcm
 
 SPEECH_A = "speaker_a.wav"
 SPEECH_B = "speaker_b.wav"
@@ -189,6 +189,39 @@ async def test_ping_is_answered(server: Server) -> None:
     await asyncio.wait_for(pong, 5)
     await session.send_json({"type": "CloseStream"})
     await session.finish()
+
+
+# --- keyterms ----------------------------------------------------------------------------------
+
+
+def spoken_words(transcript_text: str) -> list[str]:
+    return [w.strip(".,?!").lower() for w in transcript_text.split()]
+
+
+async def test_keyterms_hold_for_the_whole_stream_flushes_included(server: Server) -> None:
+    # pause.wav is two utterances: the endpoint between them flushes the decoder, and what the
+    # stream's START configured must hold for the second utterance too.
+    pcm = wav_pcm("pause.wav")
+    plain = await transcribe(server.ws, pcm, token=API_KEY)
+    utterances = [f["channel"]["alternatives"][0]["transcript"] for f in plain.finals]
+    second = spoken_words(utterances[-1] or utterances[-2])
+    assert len([u for u in utterances if u]) >= 2 and second
+    target = max(second, key=len)
+    suppressed = await transcribe(server.ws, pcm, f"{LINEAR16}&keywords={target}:-5", token=API_KEY)
+    assert target not in spoken_words(suppressed.final_text)
+    assert suppressed.close_code == 1000
+
+
+async def test_keyterms_recover_words_the_model_missed(server: Server) -> None:
+    pcm = wav_pcm(SPEECH_B)
+    reference = json.loads((FIXTURES / "manifest.json").read_text())[SPEECH_B]["text"].split()
+    plain = spoken_words((await transcribe(server.ws, pcm, token=API_KEY)).final_text)
+    missed = [w for w in reference if len(w) >= 4 and w not in plain]
+    if not missed:
+        pytest.skip("the model already gets every word of the fixture")
+    query = LINEAR16 + "".join(f"&keyterm={w}" for w in missed)
+    boosted = spoken_words((await transcribe(server.ws, pcm, query, token=API_KEY)).final_text)
+    assert sum(w in boosted for w in missed) > 0
 
 
 # --- audio errors ------------------------------------------------------------------------------

@@ -52,11 +52,29 @@ def test_repeated_keys_are_all_kept() -> None:
                        ("language_hint", "en"), ("language_hint", "de"),
                        ("extra", "a:1"), ("extra", "b:2:3")])
     params = parse_listen_params(query)
-    assert params.keywords == ("a:2", "b")
+    assert params.keywords == (("a", 2.0), ("b", 1.0))
     assert params.search == ("x", "y")
     assert params.redact == ("pci", "ssn")
     assert params.language_hint == ("en", "de")
     assert dict(params.extra) == {"a": "1", "b": "2:3"}
+
+
+def test_keyterms_and_keywords_become_weighted_terms_for_the_decoder() -> None:
+    query = MultiDict([("keyterm", "Dudoxx  Omni"), ("keywords", "triton:3.5"), ("keywords", "um:-2"),
+                       ("keyterm", "riva")])
+    params = parse_listen_params(query)
+    assert params.boosted_terms == (("Dudoxx Omni", 1.0), ("riva", 1.0), ("triton", 3.5), ("um", -2.0))
+
+
+@pytest.mark.parametrize("query", [
+    [("keywords", "triton:loud")],
+    [("keywords", "triton:nan")],
+    [("keyterm", "x" * 101)],
+    [("keyterm", f"t{i}") for i in range(60)] + [("keywords", f"k{i}") for i in range(41)],
+])
+def test_malformed_or_too_many_terms_are_refused(query: list[tuple[str, str]]) -> None:
+    with pytest.raises(InvalidQuery):
+        parse_listen_params(MultiDict(query))
 
 
 def test_unknown_parameters_are_ignored() -> None:

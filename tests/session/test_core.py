@@ -353,10 +353,31 @@ def test_utterance_end_once_per_gap_after_the_final() -> None:
     assert ends[0].to_dict()["channel"] == [0, 1]
 
 
+def test_stream_ending_mid_speech_still_ends_the_utterance() -> None:
+    params = ListenParams(endpointing=None, interim_results=True, utterance_end_ms=1000)
+    h = Harness(params=params, script=HELLO_WORLD).open()
+    h.send(speech(1.2))  # the audio stops 0.5 s after "world": no gap of 1000 ms
+    assert "UtteranceEnd" not in h.types
+    h.text({"type": "CloseStream"})
+    assert h.types[-3:] == ["Results", "UtteranceEnd", "Metadata"]
+    assert h.finals[-1].transcript == "hello world"
+    assert h.frames[-2].last_word_end == pytest.approx(0.68)
+
+
+def test_close_owes_no_second_utterance_end_for_the_same_words() -> None:
+    params = ListenParams(endpointing=None, interim_results=True, utterance_end_ms=1000)
+    h = Harness(params=params, script=HELLO_WORLD).open()
+    h.send(speech(3.0))
+    h.text({"type": "CloseStream"})
+    assert h.types.count("UtteranceEnd") == 1
+    assert h.types[-2:] == ["Results", "Metadata"]
+
+
 def test_no_utterance_end_without_interim_results() -> None:
     params = ListenParams(endpointing=None, utterance_end_ms=1000)
     h = Harness(params=params, script=HELLO_WORLD).open()
     h.send(speech(3.0))
+    h.text({"type": "CloseStream"})
     assert "UtteranceEnd" not in h.types
 
 

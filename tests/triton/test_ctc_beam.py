@@ -14,7 +14,7 @@ from tests.triton.helpers import REPO, TEMPLATES
 
 sys.path.insert(0, str(TEMPLATES / "ctc_decoder"))
 
-from ctc_beam import BeamConfig, CtcBeamSearch, Pieces, decode_utterance  # noqa: E402
+from ctc_beam import BeamConfig, CtcBeamSearch, Keyterms, Pieces, decode_utterance  # noqa: E402
 from word_lm import BOS, EOS, WordLM  # noqa: E402
 
 VOCAB = ["<unk>", "▁the", "▁ca", "t", "▁a", "r", "▁dog", "s"]
@@ -101,6 +101,42 @@ def test_a_pause_settles_the_beam_so_words_are_not_held_back(lm: WordLM) -> None
     search = CtcBeamSearch(PIECES, lm, BeamConfig(lm_weight=1.0, word_bonus=0))
     assert search.advance(lp).tokens == [1, 2, 3]
     assert search.finish().tokens == []
+
+
+LM_ON = BeamConfig(lm_weight=1.0, word_bonus=0)
+CAT_OR_CAR = frames(1, BLANK, 2, BLANK, {5: 0.45, 3: 0.5}, BLANK)  # "the ca t|r", t slightly ahead
+
+
+def keyterms(*terms: tuple[str, float], boost: float = 9.0) -> Keyterms | None:
+    return Keyterms.parse([list(t) for t in terms], PIECES, boost)
+
+
+def test_a_keyterm_wins_an_acoustic_near_tie_against_the_lm(lm: WordLM) -> None:
+    assert decode_utterance(CAT_OR_CAR, PIECES, lm, LM_ON) == [1, 2, 3]  # "the cat"
+    assert decode_utterance(CAT_OR_CAR, PIECES, lm, LM_ON, keyterms(("Car", 1.0))) == [1, 2, 5]
+
+
+def test_a_keyterm_the_lm_never_saw_survives_the_beam(lm: WordLM) -> None:
+    # "the dog s": the LM knows "dog", not "dogs", so the plural loses without the keyterm.
+    lp = frames(1, BLANK, 6, BLANK, {7: 0.4}, BLANK)
+    assert decode_utterance(lp, PIECES, lm, LM_ON) == [1, 6]
+    assert decode_utterance(lp, PIECES, lm, LM_ON, keyterms(("dogs", 1.0))) == [1, 6, 7]
+
+
+def test_a_keyterm_does_not_replace_what_was_clearly_said(lm: WordLM) -> None:
+    clear = frames(1, BLANK, 2, BLANK, 3, BLANK)  # "the cat", t at 0.95
+    assert decode_utterance(clear, PIECES, lm, LM_ON, keyterms(("car", 1.0), ("dogs", 1.0))) == [1, 2, 3]
+
+
+def test_a_negative_weight_suppresses_a_word(lm: WordLM) -> None:
+    assert decode_utterance(CAT_OR_CAR, PIECES, lm, LM_ON, keyterms(("cat", -1.0))) == [1, 2, 5]
+
+
+def test_keyterm_text_is_reduced_to_what_the_vocabulary_spells() -> None:
+    kt = keyterms(("The  DOG!", 1.0), ("zz9", 2.0), ("dog", 0.5))
+    assert kt is not None and kt.boosts == {"the": 9.0, "dog": 9.0}  # z and 9 are no pieces' letters
+    assert kt.credit("do") == pytest.approx(6.0) and kt.credit("x") == 0.0
+    assert keyterms(("!!!", 1.0)) is None
 
 
 def test_arpa_backoff_and_normalisation(lm: WordLM) -> None:

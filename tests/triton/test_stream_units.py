@@ -124,3 +124,13 @@ def test_sequence_store_life_cycle() -> None:
     store.release(2)
     store.release(2)  # unknown ids are ignored
     assert len(store) == 0
+
+
+def test_what_a_start_configures_outlives_a_flush() -> None:
+    store: SequenceStore[list[str]] = SequenceStore(list, ttl_s=10, log=lambda _: None)
+    state = store.acquire(Control(corrid=7, start=True, end=False), lambda: ["keyterm"])
+    state.append("decoded word")
+    store.renew(7, lambda old: old[:1])  # a FLUSH: decoding starts afresh, the configuration stays
+    assert store.acquire(Control(corrid=7, start=False, end=False)) == ["keyterm"]
+    store.renew(7)  # without a successor: the factory's plain state
+    assert store.acquire(Control(corrid=7, start=False, end=False)) == []

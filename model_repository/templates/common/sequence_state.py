@@ -69,8 +69,9 @@ class SequenceStore(Generic[S]):
     def __contains__(self, corrid: object) -> bool:
         return corrid in self._states
 
-    def acquire(self, control: Control) -> S:
-        """The state for this request: a fresh one on START, else the live one.
+    def acquire(self, control: Control, create: Callable[[], S] | None = None) -> S:
+        """The state for this request: a fresh one on START (from ``create`` when the START
+        request itself says how, else the factory), else the live one.
 
         Raises ``UnknownSequence`` when a non-START request has no state.
         """
@@ -78,16 +79,18 @@ class SequenceStore(Generic[S]):
         if control.start:
             if cid in self._states:
                 self._log(f"corrid={cid}: START on a live sequence, state reset")
-            self._states[cid] = self._factory()
+            self._states[cid] = (create or self._factory)()
         elif cid not in self._states:
             raise UnknownSequence(cid)
         self._seen[cid] = self._clock()
         return self._states[cid]
 
-    def renew(self, corrid: int) -> None:
-        """Give a live sequence a fresh state (its stream goes on as a new utterance)."""
+    def renew(self, corrid: int, successor: Callable[[S], S] | None = None) -> None:
+        """Give a live sequence a fresh state (its stream goes on as a new utterance);
+        ``successor`` derives it from the old one (what the START set up, kept)."""
         if corrid in self._states:
-            self._states[corrid] = self._factory()
+            old = self._states[corrid]
+            self._states[corrid] = successor(old) if successor else self._factory()
 
     def release(self, corrid: int) -> None:
         """Drop the state of a sequence (on END); unknown IDs are ignored."""

@@ -13,11 +13,16 @@ One decoder state per correlation ID: created on START, dropped on END and after
 ``sequence_ttl_s`` idle, and renewed after a FLUSH, where the stream goes on as a new
 utterance (a CTC repeat is not merged across it, an RNNT prediction network starts again
 from its start symbol). All requests of one ``execute`` call are decoded together.
+
+Request parameters of a START request (an ensemble forwards its own to every step) configure
+the sequence for its whole life, FLUSHes included: ``keyterms``, a JSON list of
+``[term, weight]`` pairs, for a decoder that can boost words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -55,6 +60,7 @@ class _Request:
     rows: np.ndarray
     valid: int
     flush: bool
+    options: dict[str, Any] = field(default_factory=dict)  # START request parameters
 
 
 class StreamingDecoder(Generic[S]):
@@ -67,8 +73,12 @@ class StreamingDecoder(Generic[S]):
         """Head-specific initialisation (``ENCODED`` rows have ``width`` values)."""
         raise NotImplementedError
 
-    def new_state(self) -> S:
-        """The state of a sequence at the start of an utterance."""
+    def new_state(self, options: dict[str, Any]) -> S:
+        """The state of a sequence at its START, configured by that request's parameters."""
+        raise NotImplementedError
+
+    def next_utterance(self, state: S) -> S:
+        """The state after a FLUSH: what the START configured, decoding afresh."""
         raise NotImplementedError
 
     def decode(self, jobs: list[DecodeJob[S]]) -> list[Decoded]:
@@ -92,7 +102,7 @@ class StreamingDecoder(Generic[S]):
             raise ConfigError(f"{self.name}: blank_id {self.blank} is negative")
         self.setup(cfg, version_dir, width)
         self.states: SequenceStore[S] = SequenceStore(
-            self.new_state,
+            lambda: self.new_state({}),
             ttl_s=parameter(cfg, "sequence_ttl_s", float),
             log=lambda m: self.log.log_warn(f"{self.name}: {m}"),
         )
@@ -131,13 +141,15 @@ class StreamingDecoder(Generic[S]):
         if not 0 <= valid <= rows <= self.max_rows:
             raise ValueError(f"corrid={ctl.corrid}: VALID_FRAMES={valid} ENC_FRAMES={rows} inconsistent")
         flush = bool(tensor("FLUSH").reshape(-1)[0])
-        return _Request(ctl, tensor("ENCODED")[0, :rows], valid, flush)
+        options = _parameters(request) if ctl.start else {}
+        return _Request(ctl, tensor("ENCODED")[0, :rows], valid, flush, options)
 
     def _decode_batch(self, batch: dict[int, _Request], responses: list[Any]) -> None:
         jobs: dict[int, DecodeJob[S]] = {}
         for i, req in batch.items():
             try:
-                jobs[i] = DecodeJob(req.rows, self.states.acquire(req.control), req.flush or req.control.end)
+                state = self.states.acquire(req.control, lambda req=req: self.new_state(req.options))
+                jobs[i] = DecodeJob(req.rows, state, req.flush or req.control.end)
             except UnknownSequence:
                 responses[i] = error_response(
                     f"{self.name}: corrid={req.control.corrid}: no state (START missing or sequence expired)"
@@ -154,7 +166,7 @@ class StreamingDecoder(Generic[S]):
             if req.control.end:
                 self.states.release(req.control.corrid)
             elif req.flush:
-                self.states.renew(req.control.corrid)
+                self.states.renew(req.control.corrid, self.next_utterance)
             frames = np.minimum(out.frames, max(req.valid - 1, 0)).astype(np.int32)
             responses[i] = pb_utils.InferenceResponse(
                 output_tensors=[
@@ -168,3 +180,12 @@ class StreamingDecoder(Generic[S]):
     def finalize(self) -> None:
         """Drop every state."""
         self.log.log_info(f"{self.name}: finalize with {len(self.states)} live sequences")
+
+
+def _parameters(request: Any) -> dict[str, Any]:
+    """A request's parameters (``request.parameters()`` is a JSON object as text)."""
+    try:
+        params = json.loads(request.parameters() or "{}")
+    except ValueError as exc:
+        raise ValueError(f"request parameters are not JSON: {exc}") from exc
+    return params if isinstance(params, dict) else {}

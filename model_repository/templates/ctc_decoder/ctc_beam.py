@@ -6,6 +6,12 @@ scored by the LM when the next word starts (or the utterance ends); a partial wo
 no prefix of any word the LM knows is charged the ``<unk>`` score at once, so spelling
 nonsense loses the beam early instead of at the word's end.
 
+Keyterms (Deepgram's ``keyterm`` and ``keywords``) are boosted word by word: a finished
+keyterm word earns its boost, and while one is being spelled its prefix earns a share of it, so
+a rare or out-of-vocabulary word survives the beam until it is complete (the share is taken back
+as soon as the spelling leaves every keyterm word). A keyterm word the LM does not know is
+charged like the rarest word it knows, not as ``<unk>``.
+
 Output is append-only, as the Triton contract wants: a token is emitted as soon as every
 surviving hypothesis contains it (the stable prefix), the rest at the end of the utterance.
 A token can therefore be emitted in a later request than the frame it belongs to; its frame
@@ -16,6 +22,7 @@ request (possibly negative).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from word_lm import BOS, EOS, WordLM
@@ -47,9 +54,11 @@ class _Hyp:
     words: int  # words started
     history: tuple[str, ...]  # LM state before the partial word
     partial: str  # the word being spelled
-    known_prefix: bool  # partial is a prefix of a word the LM knows
+    known_prefix: bool  # partial is a prefix of a word the LM knows (or of a keyterm)
     frames: tuple[int, ...]  # utterance frame of each token of the (unemitted) tail
     conf: tuple[float, ...]
+    boost: float = 0.0  # keyterm boosts of the completed words
+    credit: float = 0.0  # keyterm share of the partial word
 
 
 @dataclass
@@ -66,6 +75,7 @@ class Pieces:
         self.blank = blank
         self.starts_word = [p.startswith(boundary) for p in vocabulary]
         self.text = [p[len(boundary):] if s else p for p, s in zip(vocabulary, self.starts_word)]
+        self.letters = frozenset("".join(t for t in self.text if not (t.startswith("<") and t.endswith(">"))))
         # <unk>, <s> and friends carry no text: never worth a beam slot.
         self.allowed = np.array(
             [not (p.startswith("<") and p.endswith(">")) for p in vocabulary] + [False] * (blank + 1 - len(vocabulary)),
@@ -74,13 +84,48 @@ class Pieces:
         self.allowed[blank] = False
 
 
+class Keyterms:
+    """Words to favour, each with a boost in nats (negative: suppress)."""
+
+    def __init__(self, boosts: dict[str, float]) -> None:
+        self.boosts = boosts
+        # Prefix credit only for positive boosts: a suppressed word is charged when finished,
+        # never while its prefix could still become another word.
+        self.prefixes: dict[str, float] = {}
+        for word, boost in boosts.items():
+            for i in range(1, len(word) + 1) if boost > 0 else ():
+                credit = boost * i / len(word)
+                self.prefixes[word[:i]] = max(credit, self.prefixes.get(word[:i], 0.0))
+
+    @classmethod
+    def parse(cls, terms: list[Any], pieces: Pieces, boost: float, max_words: int = 200) -> Keyterms | None:
+        """From ``[[term, weight], ...]``: lower-cased words, letters the vocabulary cannot
+        spell dropped; a word's boost is ``boost * weight`` (the largest when repeated)."""
+        boosts: dict[str, float] = {}
+        for term, weight in terms:
+            for raw in str(term).lower().split():
+                word = "".join(c for c in raw if c in pieces.letters)
+                if word and len(boosts) < max_words:
+                    value = boost * float(weight)
+                    boosts[word] = max(value, boosts.get(word, value))
+        return cls(boosts) if boosts else None
+
+    def word(self, word: str) -> float:
+        return self.boosts.get(word, 0.0)
+
+    def credit(self, partial: str) -> float:
+        return self.prefixes.get(partial, 0.0)
+
+
 class CtcBeamSearch:
     """The beam of one utterance; ``advance`` per block of frames, ``finish`` at its end."""
 
-    def __init__(self, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig) -> None:
+    def __init__(self, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig,
+                 keyterms: Keyterms | None = None) -> None:
         self.p = pieces
         self.lm = lm
         self.cfg = cfg
+        self.keyterms = keyterms
         self.t = 0  # frames consumed in this utterance
         self.quiet = 0  # sure-blank frames in a row
         start = _Hyp(pieces.blank, 0.0, 0, (BOS,), "", True, (), ())
@@ -92,29 +137,40 @@ class CtcBeamSearch:
     def _total(self, key: tuple[int, ...]) -> float:
         pb, pnb = self.beams[key]
         h = self.info[key]
-        return float(np.logaddexp(pb, pnb)) + self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words
+        return (float(np.logaddexp(pb, pnb)) + self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words
+                + h.boost + h.credit)
 
     def _complete_word(self, h: _Hyp) -> tuple[float, tuple[str, ...]]:
         """LM charge and new history for finishing ``h.partial`` (empty partial: nothing)."""
         if not h.partial or self.lm is None:
             return 0.0, h.history
-        charge = self.lm.score(h.history, h.partial) if h.known_prefix else 0.0  # <unk> already charged
+        if not h.known_prefix:
+            charge = 0.0  # <unk> already charged
+        elif self.keyterms and h.partial in self.keyterms.boosts and h.partial not in self.lm.words:
+            charge = self.lm.rare_logprob
+        else:
+            charge = self.lm.score(h.history, h.partial)
         return charge, self.lm.state(h.history, h.partial)
 
     def _extend(self, h: _Hyp, token: int, frame: int, conf: float) -> _Hyp:
-        lm, history, partial, words = h.lm, h.history, h.partial, h.words
+        lm, history, partial, words, boost = h.lm, h.history, h.partial, h.words, h.boost
+        kt = self.keyterms
         if self.p.starts_word[token]:
             charge, history = self._complete_word(h)
             lm += charge
+            boost += kt.word(h.partial) if kt else 0.0
             partial, words = self.p.text[token], words + 1
             known = True
         else:
             partial = partial + self.p.text[token]
             known = h.known_prefix
-        if known and self.lm is not None and partial and partial not in self.lm.prefixes:
+        credit = kt.credit(partial) if kt else 0.0
+        if (known and self.lm is not None and partial and partial not in self.lm.prefixes
+                and not (kt and partial in kt.prefixes)):
             lm += self.lm.unk_logprob
             known = False
-        return _Hyp(token, lm, words, history, partial, known, h.frames + (frame,), h.conf + (conf,))
+        return _Hyp(token, lm, words, history, partial, known, h.frames + (frame,), h.conf + (conf,),
+                    boost, credit)
 
     # ----------------------------------------------------------------- search
 
@@ -204,7 +260,8 @@ class CtcBeamSearch:
         charge, history = self._complete_word(h)
         if utterance_end and self.lm is not None and h.words:
             charge += self.lm.score(history, EOS)
-        return self._total(key) + self.cfg.lm_weight * charge
+        finished = self.keyterms.word(h.partial) - h.credit if self.keyterms else 0.0
+        return self._total(key) + self.cfg.lm_weight * charge + finished
 
     def finish(self) -> Emitted:
         """End of utterance: the best hypothesis, its last word and ``</s>`` scored."""
@@ -213,7 +270,8 @@ class CtcBeamSearch:
         return Emitted(list(best), list(h.frames), list(h.conf))
 
 
-def decode_utterance(logprobs: np.ndarray, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig) -> list[int]:
+def decode_utterance(logprobs: np.ndarray, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig,
+                     keyterms: Keyterms | None = None) -> list[int]:
     """A whole utterance at once (offline evaluation and tuning): its tokens, in order."""
-    search = CtcBeamSearch(pieces, lm, cfg)
+    search = CtcBeamSearch(pieces, lm, cfg, keyterms)
     return search.advance(logprobs).tokens + search.finish().tokens

@@ -5,6 +5,8 @@ per sequence across requests) and is not blank; its confidence is that frame's p
 Beam search (``beam_size`` > 1, with the word LM ``lm_file``): ``ctc_beam.py``; a token is
 emitted once every hypothesis agrees on it, so it may belong to an earlier request than the
 one that emits it (a negative ``TOKEN_FRAMES``); a FLUSH or END emits the best hypothesis.
+A START request's ``keyterms`` parameter boosts those words (``keyterm_boost`` nats per word at
+weight 1) for the sequence's life; greedy decoding ignores it.
 Requests, states and responses: see ``streaming_decoder.py``.
 """
 
@@ -20,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ctc_beam import BeamConfig, CtcBeamSearch, Emitted, Pieces
+from ctc_beam import BeamConfig, CtcBeamSearch, Emitted, Keyterms, Pieces
 from model_config import ConfigError, parameter
 from streaming_decoder import Decoded, DecodeJob, StreamingDecoder
 from word_lm import WordLM
@@ -78,12 +80,19 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
         self.pieces = Pieces(vocabulary, self.blank)
         self.beam = BeamConfig(beam=beam, lm_weight=parameter(cfg, "lm_weight", float),
                                word_bonus=parameter(cfg, "word_bonus", float))
+        self.keyterm_boost = parameter(cfg, "keyterm_boost", float)
         self.log.log_info(f"{self.name}: beam search {self.beam}, LM {lm_file or 'none'}")
 
-    def new_state(self) -> CtcState | CtcBeamSearch:
+    def new_state(self, options: dict[str, Any]) -> CtcState | CtcBeamSearch:
         if self.beam is None:
             return CtcState(previous=self.blank)
-        return CtcBeamSearch(self.pieces, self.lm, self.beam)
+        terms = json.loads(options.get("keyterms", "[]"))
+        return CtcBeamSearch(self.pieces, self.lm, self.beam, Keyterms.parse(terms, self.pieces, self.keyterm_boost))
+
+    def next_utterance(self, state: CtcState | CtcBeamSearch) -> CtcState | CtcBeamSearch:
+        if isinstance(state, CtcBeamSearch):
+            return CtcBeamSearch(self.pieces, self.lm, self.beam, state.keyterms)
+        return CtcState(previous=self.blank)
 
     def decode(self, jobs: list[DecodeJob[CtcState | CtcBeamSearch]]) -> list[Decoded]:
         return [

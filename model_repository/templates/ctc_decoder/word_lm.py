@@ -29,6 +29,9 @@ class WordLM:
             raise ValueError(f"{path}: no n-grams")
         self.unk_logprob = self._prob.get(UNK, unk_logprob)
         self.words = frozenset(k for k in self._prob if " " not in k) - {BOS, EOS, UNK}
+        # What a word the user vouches for (a keyterm) but the model never saw is charged:
+        # as likely as the rarest word it knows, rather than as an unknown.
+        self.rare_logprob = min((self._prob[w] for w in self.words), default=self.unk_logprob)
         # Every prefix of a known word: a partial word outside this set can only end as <unk>.
         self.prefixes = frozenset(w[:i] for w in self.words for i in range(1, len(w) + 1))
 

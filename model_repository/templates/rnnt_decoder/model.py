@@ -85,15 +85,19 @@ class TritonPythonModel(StreamingDecoder[RnntState]):
         names = tuple(i.name for i in self.session.get_inputs())
         if names != GRAPH_INPUTS:
             raise ConfigError(f"{self.name}: decoder_joint inputs {names}, expected {GRAPH_INPUTS}")
-        logp, _ = self._step(np.zeros((1, width), np.float32), [self.new_state()])
+        logp, _ = self._step(np.zeros((1, width), np.float32), [self.new_state({})])
         if logp.shape != (1, self.blank + 1):
             raise ConfigError(
                 f"{self.name}: the joint gives {logp.shape[1]} classes, blank_id {self.blank} needs {self.blank + 1}"
             )
 
-    def new_state(self) -> RnntState:
+    def new_state(self, options: dict[str, Any]) -> RnntState:
+        # Greedy RNNT has no hypotheses to re-rank: keyterms are not applied.
         zeros = np.zeros((self.layers, self.hidden), np.float32)
         return RnntState(hidden=zeros, cell=zeros.copy(), last=self.blank)
+
+    def next_utterance(self, state: RnntState) -> RnntState:
+        return self.new_state({})
 
     def _step(self, rows: np.ndarray, states: list[RnntState]) -> tuple[np.ndarray, list[np.ndarray]]:
         """Joint log-probs [b, classes] of ``rows`` [b, width] after each state's last token,
