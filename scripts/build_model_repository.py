@@ -314,6 +314,7 @@ def ensemble_manifest(p: Profile) -> str:
     out.update({k: p.facts[k] for k in MANIFEST_PROFILE_KEYS})
     out["profiles"] = list(p.manifest["profiles"])
     out["mode"] = p.mode
+    out["partial_outputs"] = True  # PARTIAL_* (docs/triton-contract.md): templates since keyterms
     if p.mode == "buffered":
         out["buffer"] = p.facts["buffer"]
     return json.dumps(out, ensure_ascii=True, separators=(",", ":"))

@@ -11,6 +11,9 @@ measures what a voice agent feels:
   energy), as a client-side endpointer would; latency runs until the next ``from_finalize``
   final (p50/p95/p99), no answer within ``--finalize-timeout`` counts as a timeout;
 * first-result latency: first audio byte sent to first ``Results`` (and to the first word);
+* word latency (paced streams): for every word of the finals, the wall time from its end in
+  the audio to the first ``Results`` (interim or final) showing it (same text, start within
+  0.3 s): how soon a voice agent can see what was said;
 * the closing handshake: ``CloseStream`` must end with ``Metadata`` then close 1000.
 
 ``--broadcast`` runs one long stream of speech with the pauses cut out and sends ``Finalize``
@@ -55,6 +58,7 @@ DEFAULT_URL = "ws://127.0.0.1:4600/v1/listen/dg"
 MAX_STREAMS = 1000
 MAX_CONCURRENT = 500
 MAX_DURATION_S = 3600.0
+WORD_MATCH_S = 0.3  # an interim word and a final word are the same word within this start gap
 
 # encoding -> (FFmpeg codec, sample rate sent, FFmpeg container format or None for raw).
 RAW_ENCODINGS = {
@@ -191,6 +195,7 @@ class StreamResult:
     first_result_s: float | None = None
     first_word_s: float | None = None
     lags_s: list[float] = field(default_factory=list)
+    word_latencies_s: list[float] = field(default_factory=list)
     finalize_latencies_s: list[float] = field(default_factory=list)
     finalize_timeouts: int = 0
     interims: int = 0
@@ -233,6 +238,8 @@ class StreamClient:
         self._sent_s = 0.0
         self._t0 = 0.0
         self._pending_finalize: deque[float] = deque()
+        # word -> (start in the audio, arrival) of each time it was first shown
+        self._first_shown: dict[str, list[tuple[float, float]]] = {}
         self._phase = "connecting"  # for error messages: what the stream was doing
 
     async def run(self, start_delay: float) -> StreamResult:
@@ -325,6 +332,8 @@ class StreamClient:
         try:
             covered = float(frame["start"]) + float(frame["duration"])
             transcript = frame["channel"]["alternatives"][0]["transcript"]
+            words = [(str(w["word"]), float(w["start"]), float(w["end"]))
+                     for w in frame["channel"]["alternatives"][0]["words"]]
         except (KeyError, IndexError, TypeError, ValueError) as exc:
             self.result.violations.append(f"malformed Results ({exc!r})")
             return
@@ -333,6 +342,7 @@ class StreamClient:
         if transcript and self.result.first_word_s is None:
             self.result.first_word_s = now - self._t0
         self.result.lags_s.append(self._sent_s - covered)
+        self._word_latencies(words, now, final=bool(frame.get("is_final")))
         if not frame.get("is_final"):
             self.result.interims += 1
             return
@@ -343,6 +353,17 @@ class StreamClient:
             self._expire_finalizes()
             if self._pending_finalize:
                 self.result.finalize_latencies_s.append(now - self._pending_finalize.popleft())
+
+
+    def _word_latencies(self, words: list[tuple[str, float, float]], now: float, *, final: bool) -> None:
+        for word, start, end in words:
+            shown = self._first_shown.setdefault(word, [])
+            first = next((t for s, t in shown if abs(s - start) < WORD_MATCH_S), None)
+            if first is None:
+                shown.append((start, now))
+                first = now
+            if final and self.args.realtime:
+                self.result.word_latencies_s.append(first - (self._t0 + end))
 
 
 # --- the run -----------------------------------------------------------------------------------
@@ -395,6 +416,7 @@ def summarize(args: argparse.Namespace, payload: Payload, results: list[StreamRe
     finalize = [x for r in results for x in r.finalize_latencies_s]
     first = [r.first_result_s for r in results if r.first_result_s is not None]
     first_word = [r.first_word_s for r in results if r.first_word_s is not None]
+    word_latency = [x for r in results for x in r.word_latencies_s]
     budget = lag_budget(args)
     failures = {r.index: r.failures(budget) for r in results}
     return {
@@ -412,6 +434,8 @@ def summarize(args: argparse.Namespace, payload: Payload, results: list[StreamRe
         },
         "first_result_s": {"p50": percentile(first, 50), "p95": percentile(first, 95)},
         "first_word_s": {"p50": percentile(first_word, 50), "p95": percentile(first_word, 95)},
+        "word_latency_s": {"count": len(word_latency), "p50": percentile(word_latency, 50),
+                           "p95": percentile(word_latency, 95)},
         "close_codes": dict(Counter(str(r.close_code) for r in results)),
         "errors": dict(Counter(r.error for r in results if r.error).most_common(10)),
         "client_behind_max_s": max((r.client_behind_s for r in results), default=0.0),
@@ -435,6 +459,7 @@ def markdown(args: argparse.Namespace, summary: dict[str, Any], results: list[St
             else f"{summary['kept_realtime']} / {summary['streams']}",
         ),
         ("result lag p50 / p95 / max", " / ".join(ms(summary["lag_s"][k]) for k in ("p50", "p95", "max"))),
+        ("word latency p50 / p95", " / ".join(ms(summary["word_latency_s"][k]) for k in ("p50", "p95"))),
         ("Finalize -> from_finalize p50 / p95 / p99", " / ".join(ms(fin[k]) for k in ("p50", "p95", "p99"))),
         ("Finalize answered / timed out", f"{fin['count']} / {fin['timeouts']}"),
         ("first Results p50 / p95", " / ".join(ms(summary["first_result_s"][k]) for k in ("p50", "p95"))),

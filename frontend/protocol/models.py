@@ -48,6 +48,8 @@ class ModelRoute:
     blank_id: int
     word_boundary: str
     default: bool
+    partial_outputs: bool = False
+    """The ensemble returns PARTIAL_* (a decoder's provisional tail) for interim results."""
 
 
 def _require(manifest: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -96,6 +98,7 @@ def route_from_manifest(manifest: Mapping[str, Any]) -> ModelRoute:
         blank_id=_require(manifest, "blank_id", int),
         word_boundary=_require(manifest, "word_boundary", str),
         default=bool(manifest.get("default", False)),
+        partial_outputs=bool(manifest.get("partial_outputs", False)),
     )
     if not languages:
         raise ValueError(f"manifest {route.ensemble!r} serves no language")

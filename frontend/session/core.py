@@ -43,7 +43,7 @@ from frontend.protocol.params import ListenParams
 from frontend.session.chunker import Chunker
 from frontend.session.formatting import Alternative, TextStyle, format_words
 from frontend.session.ports import AudioNormalizerLike, Samples, VadLike
-from frontend.session.transcript import Segment, Transcript
+from frontend.session.transcript import Segment, Transcript, Word
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,10 @@ class ChunkResult:
     tokens: Sequence[int]
     token_frames: Sequence[int]
     token_conf: Sequence[float]
+    partial_tokens: Sequence[int] = ()
+    """Tokens the decoder holds back for now (a beam's best tail): interim results only."""
+    partial_frames: Sequence[int] = ()
+    partial_conf: Sequence[float] = ()
 
 
 class _Cut(Enum):
@@ -151,6 +155,8 @@ class _Channel:
     """The next word begins a sentence (for capitalisation)."""
     utterance_end_for: float | None = None
     """`last_word_end` of the last UtteranceEnd sent: one per gap."""
+    shown: tuple[Word, ...] = ()
+    """The words of the last interim of the open segment (none since the last final)."""
     inflight: dict[int, _Request] = field(default_factory=dict)
     arrived: dict[int, ChunkResult] = field(default_factory=dict)
     """Results that came before an earlier request's result, kept until their turn."""
@@ -435,8 +441,8 @@ class Session:
         else:
             frames_end = result.chunk_start + result.num_frames * self.route.frame_shift_s
             decoded_until = min(frames_end, request.audio_end)
-        changed = transcript.add(result.chunk_start, result.tokens, result.token_frames,
-                                 result.token_conf, decoded_until=decoded_until)
+        transcript.add(result.chunk_start, result.tokens, result.token_frames, result.token_conf,
+                       decoded_until=decoded_until)
         if request.flush is _Cut.CLOSE:
             return self._close_channel(ch)
         actions: list[Action] = []
@@ -447,8 +453,13 @@ class Session:
             if segment is not None:
                 actions.append(SendFrame(self._final(ch, segment, _Cut.LENGTH)))
         actions += self._utterance_end(ch)
-        if changed and self.params.interim_results and transcript.words:
-            alternative = format_words(transcript.words, self._style,
+        # The decoder's provisional tail shows in interims (Deepgram's interims are revisable
+        # too); finals only ever carry decided tokens.
+        words = transcript.preview(result.chunk_start, result.partial_tokens, result.partial_frames,
+                                   result.partial_conf, decoded_until=decoded_until)
+        if self.params.interim_results and words and words != ch.shown:
+            ch.shown = words
+            alternative = format_words(words, self._style,
                                        sentence_start=ch.sentence_start, sentence_end=False)
             segment = Segment(transcript.segment_start, transcript.cursor, ())
             actions.append(SendFrame(self._results(ch.index, segment, alternative,
@@ -479,6 +490,7 @@ class Session:
         return actions
 
     def _final(self, ch: _Channel, segment: Segment, cut: _Cut) -> ResultsFrame:
+        ch.shown = ()
         alternative = format_words(segment.words, self._style, sentence_start=ch.sentence_start,
                                    sentence_end=cut.ends_sentence)
         if alternative.words:

@@ -7,10 +7,11 @@ decoded audio `cursor`. Finals close a segment; the next one starts where it end
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from frontend.protocol.errors import RecognizerFailure
 
@@ -80,18 +81,16 @@ class Transcript:
         return tuple(word.freeze() for word in self._words)
 
     def add(self, chunk_start: float, tokens: Sequence[int], token_frames: Sequence[int],
-            token_conf: Sequence[float], *, decoded_until: float) -> bool:
+            token_conf: Sequence[float], *, decoded_until: float) -> None:
         """Append one response's tokens and advance the cursor to `decoded_until`.
 
         Token time = `chunk_start + frame * frame_shift_s` (a frame may be negative: a token
         decided after the request it belongs to); a word ends one frame after its
-        last token, never past the decoded audio. Returns whether the open segment changed.
-        Raises `RecognizerFailure` on output that breaks the contract.
+        last token, never past the decoded audio. Raises `RecognizerFailure` on output that breaks the contract.
         """
         if not len(tokens) == len(token_frames) == len(token_conf):
             raise RecognizerFailure(f"{len(tokens)} tokens, {len(token_frames)} frames, "
                                     f"{len(token_conf)} confidences")
-        changed = False
         for token, frame, confidence in zip(tokens, token_frames, token_conf, strict=True):
             start = chunk_start + frame * self._frame_shift
             # Half a frame of slack: a late token's time is float32 arithmetic on the server.
@@ -120,9 +119,18 @@ class Transcript:
                 word.confidences.append(probability)
             self._word_open = True
             self.last_word_end = end
-            changed = True
         self.cursor = max(self.cursor, decoded_until)
-        return changed
+
+    def preview(self, chunk_start: float, tokens: Sequence[int], token_frames: Sequence[int],
+                token_conf: Sequence[float], *, decoded_until: float) -> tuple[Word, ...]:
+        """The open segment's words with provisional tokens appended (as `add` would), leaving
+        the transcript as it is."""
+        if not tokens:
+            return self.words
+        shadow = copy.copy(self)
+        shadow._words = [replace(word, confidences=list(word.confidences)) for word in self._words]
+        shadow.add(chunk_start, tokens, token_frames, token_conf, decoded_until=decoded_until)
+        return shadow.words
 
     def take(self) -> Segment:
         """Close the open segment at the cursor, with all its words."""

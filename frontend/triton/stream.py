@@ -25,6 +25,9 @@ from frontend.session.core import ChunkResult, Infer
 log = logging.getLogger(__name__)
 
 OUTPUTS = ("CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF")
+PARTIAL_OUTPUTS = ("PARTIAL_TOKENS", "PARTIAL_FRAMES", "PARTIAL_CONF")
+"""Asked for when the ensemble's manifest has `partial_outputs` (repositories built before it
+lack them)."""
 
 ResultCallback = Callable[[int, ChunkResult], Awaitable[None]]
 ErrorCallback = Callable[[str], Awaitable[None]]
@@ -36,7 +39,7 @@ def new_sequence_id() -> int:
 
 
 def _request(model: str, sequence_id: int, width: int, infer: Infer,
-             start_parameters: dict[str, str]) -> dict[str, object]:
+             start_parameters: dict[str, str], outputs: Sequence[str]) -> dict[str, object]:
     audio = np.zeros((1, width), dtype=np.float32)
     n = int(infer.audio.shape[-1])
     if n > width:
@@ -53,7 +56,7 @@ def _request(model: str, sequence_id: int, width: int, infer: Infer,
     return {
         "model_name": model,
         "inputs": inputs,
-        "outputs": [grpcclient.InferRequestedOutput(name) for name in OUTPUTS],
+        "outputs": [grpcclient.InferRequestedOutput(name) for name in outputs],
         "request_id": str(infer.seq),
         "sequence_id": sequence_id,
         "sequence_start": infer.start,
@@ -70,12 +73,16 @@ def _chunk_result(result: grpcclient.InferResult) -> ChunkResult:
             raise InferenceServerException(f"response lacks output {name}")
         return array.reshape(-1)
 
+    partial = result.as_numpy("PARTIAL_TOKENS") is not None
     return ChunkResult(
         chunk_start=float(out("CHUNK_START")[0]),
         num_frames=int(out("NUM_FRAMES")[0]),
         tokens=out("TOKENS").astype(np.int64).tolist(),
         token_frames=out("TOKEN_FRAMES").astype(np.int64).tolist(),
         token_conf=out("TOKEN_CONF").astype(np.float64).tolist(),
+        partial_tokens=out("PARTIAL_TOKENS").astype(np.int64).tolist() if partial else (),
+        partial_frames=out("PARTIAL_FRAMES").astype(np.int64).tolist() if partial else (),
+        partial_conf=out("PARTIAL_CONF").astype(np.float64).tolist() if partial else (),
     )
 
 
@@ -96,11 +103,13 @@ class SequenceStream:
         on_error: ErrorCallback,
         max_pending: int,
         keyterms: Sequence[tuple[str, float]] = (),
+        partial_outputs: bool = False,
         log_extra: dict[str, object] | None = None,
     ) -> None:
         self.sequence_id = new_sequence_id()
         # docs/triton-contract.md: the START request's `keyterms`, [[term, weight], ...].
         self._start_parameters = {"keyterms": json.dumps([list(t) for t in keyterms])} if keyterms else {}
+        self._outputs = OUTPUTS + PARTIAL_OUTPUTS if partial_outputs else OUTPUTS
         self._client = client
         self._model = model
         self._width = audio_width
@@ -140,7 +149,8 @@ class SequenceStream:
             if infer is None:
                 return
             self._in_flight[str(infer.seq)] = infer
-            yield _request(self._model, self.sequence_id, self._width, infer, self._start_parameters)
+            yield _request(self._model, self.sequence_id, self._width, infer, self._start_parameters,
+                           self._outputs)
 
     async def _run(self) -> None:
         responses = None

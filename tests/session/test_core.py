@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from itertools import pairwise
 
 import numpy as np
 import pytest
-from session_fakes import Harness, silence, speech, words_at
+from session_fakes import TOKEN, Harness, silence, speech, words_at
 
 from frontend.protocol.errors import (
     AudioError, ChannelsTooMany, SampleRateTooHigh, UndecodableAudio, UnsupportedEncoding,
@@ -351,6 +352,32 @@ def test_utterance_end_once_per_gap_after_the_final() -> None:
     assert isinstance(before, ResultsFrame) and before.is_final
     assert before.transcript == "hello world"
     assert ends[0].to_dict()["channel"] == [0, 1]
+
+
+def test_interims_show_the_decoders_provisional_tail_and_finals_only_what_it_decided() -> None:
+    h = Harness(params=ListenParams(endpointing=None, interim_results=True), auto_answer=False).open()
+
+    def reply(infer: Infer, decided: tuple[str, ...] = (), provisional: tuple[str, ...] = ()) -> None:
+        result = replace(h.recognizer.answer(infer),
+                         tokens=[TOKEN[t] for t in decided], token_frames=[0] * len(decided),
+                         token_conf=[0.9] * len(decided),
+                         partial_tokens=[TOKEN[t] for t in provisional],
+                         partial_frames=[2] * len(provisional), partial_conf=[0.5] * len(provisional))
+        h.handle(h.session.receive_result(infer.channel, infer.seq, result, h.now))
+
+    h.send(speech(1.0))
+    first, second, *rest = h.held
+    reply(first, ("hello",), ("world",))
+    reply(second, (), ("good", "bye"))  # the beam changed its mind about the tail
+    for infer in rest:
+        reply(infer)
+    h.held = []
+    h.text({"type": "CloseStream"})
+    for infer in h.held:
+        reply(infer)
+    interims = [r.transcript for r in h.results if not r.is_final]
+    assert interims[:2] == ["hello world", "hello goodbye"]
+    assert h.transcript() == "hello"
 
 
 def test_stream_ending_mid_speech_still_ends_the_utterance() -> None:

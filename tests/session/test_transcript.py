@@ -15,10 +15,17 @@ def texts(transcript: Transcript) -> list[str]:
     return [w.text for w in transcript.words]
 
 
+def test_a_preview_continues_the_open_word_and_changes_nothing() -> None:
+    t = Transcript(SPM, "▁", 0.08)
+    t.add(1.0, [1], [0], [0.9], decoded_until=1.08)  # "▁hel", the word still open
+    preview = t.preview(1.08, [2, 3], [0, 2], [0.4, 0.8], decoded_until=1.4)
+    assert [(w.text, w.confidence) for w in preview] == [("hello", 0.4), ("world", 0.8)]
+    assert [(w.text, w.confidence) for w in t.words] == [("hel", 0.9)] and t.cursor == 1.08
+
+
 def test_sentencepiece_pieces_join_into_words_with_frame_times() -> None:
     t = Transcript(SPM, "▁", 0.08)
-    changed = t.add(1.0, [1, 2, 3], [0, 1, 3], [0.9, 0.5, 0.8], decoded_until=1.32)
-    assert changed
+    t.add(1.0, [1, 2, 3], [0, 1, 3], [0.9, 0.5, 0.8], decoded_until=1.32)
     hello, world = t.words
     assert (hello.text, hello.start, hello.end) == ("hello", 1.0, pytest.approx(1.16))
     assert hello.confidence == 0.5  # the least confident piece

@@ -95,6 +95,7 @@ class Response:
     token_frames: list[int]
     token_conf: list[float]
     encoder_out: np.ndarray | None = None  # [ENCODER_FRAMES, width], when asked for
+    partial_tokens: list[int] | None = None  # PARTIAL_TOKENS, asked for with the diagnostics
 
 
 def request(
@@ -124,7 +125,8 @@ def request(
     return {
         "model_name": model,
         "inputs": inputs,
-        "outputs": [grpcclient.InferRequestedOutput(n) for n in (*OUTPUTS, *(DIAGNOSTICS if diagnostics else ()))],
+        "outputs": [grpcclient.InferRequestedOutput(n)
+                    for n in (*OUTPUTS, *(DIAGNOSTICS + ("PARTIAL_TOKENS",) if diagnostics else ()))],
         "request_id": rid,
         "sequence_id": sequence_id,
         "sequence_start": start,
@@ -141,11 +143,12 @@ def parse(result: Any, diagnostics: bool = False) -> Response:
     assert out["TOKENS"].shape == out["TOKEN_FRAMES"].shape == out["TOKEN_CONF"].shape == (1, k)
     assert out["TOKENS"].dtype == out["TOKEN_FRAMES"].dtype == np.int32
     assert out["TOKEN_CONF"].dtype == np.float32
-    encoder_out = None
+    encoder_out = partial = None
     if diagnostics:
         frames = result.as_numpy("ENCODER_FRAMES")
         assert frames.shape == (1, 1) and frames.dtype == np.int32
         encoder_out = result.as_numpy("ENCODER_OUT")[0, : int(frames[0, 0])]
+        partial = result.as_numpy("PARTIAL_TOKENS")[0].tolist()
     return Response(
         chunk_start=float(out["CHUNK_START"][0, 0]),
         num_frames=int(out["NUM_FRAMES"][0, 0]),
@@ -153,6 +156,7 @@ def parse(result: Any, diagnostics: bool = False) -> Response:
         token_frames=out["TOKEN_FRAMES"][0].tolist(),
         token_conf=out["TOKEN_CONF"][0].tolist(),
         encoder_out=encoder_out,
+        partial_tokens=partial,
     )
 
 

@@ -18,7 +18,7 @@ from scripts.build_model_repository import build_repository
 from tests.triton.helpers import MODEL_DIR, TEMPLATES, Response, Step, load_wav, model_manifest, plan, stream
 
 sys.path.insert(0, str(TEMPLATES / "ctc_decoder"))
-from ctc_beam import BeamConfig, Pieces, decode_utterance  # noqa: E402
+from ctc_beam import BeamConfig, CtcBeamSearch, Pieces, decode_utterance  # noqa: E402
 from word_lm import WordLM  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -41,13 +41,16 @@ async def client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[grpc
         await server.stop()
 
 
-def offline_tokens(responses: list[Response], steps: list[Step]) -> list[int]:
-    """The search over each utterance's encoder rows at once (an utterance ends at a FLUSH)."""
+def served_search() -> tuple[Pieces, WordLM, BeamConfig]:
     manifest = model_manifest()
     lm = manifest["lm"]
     cfg = BeamConfig(beam=lm["beam"], lm_weight=lm["lm_weight"], word_bonus=lm["word_bonus"])
-    pieces = Pieces(manifest["vocabulary"], manifest["blank_id"])
-    model = WordLM(MODEL_DIR / lm["file"])
+    return Pieces(manifest["vocabulary"], manifest["blank_id"]), WordLM(MODEL_DIR / lm["file"]), cfg
+
+
+def offline_tokens(responses: list[Response], steps: list[Step]) -> list[int]:
+    """The search over each utterance's encoder rows at once (an utterance ends at a FLUSH)."""
+    pieces, model, cfg = served_search()
     tokens: list[int] = []
     rows: list[np.ndarray] = []
     for i, (r, step) in enumerate(zip(responses, steps, strict=True)):
@@ -59,6 +62,20 @@ def offline_tokens(responses: list[Response], steps: list[Step]) -> list[int]:
     return tokens
 
 
+def provisional_tails(responses: list[Response], steps: list[Step]) -> list[list[int]]:
+    """What each response should hold back: the best hypothesis's tail after its rows."""
+    pieces, model, cfg = served_search()
+    search = CtcBeamSearch(pieces, model, cfg)
+    tails = []
+    for i, (r, step) in enumerate(zip(responses, steps, strict=True)):
+        search.advance(r.encoder_out)
+        final = step.flush or i == len(steps) - 1
+        tails.append([] if final else search.partial().tokens)
+        if final:
+            search = CtcBeamSearch(pieces, model, cfg)
+    return tails
+
+
 async def test_streamed_beam_equals_the_whole_utterance_search(client: grpc_aio.InferenceServerClient) -> None:
     facts = model_manifest()["profiles"][PROFILE]
     audio = np.concatenate([load_wav("speaker_a.wav"), load_wav("pause.wav"), load_wav("speaker_b.wav")])
@@ -68,6 +85,9 @@ async def test_streamed_beam_equals_the_whole_utterance_search(client: grpc_aio.
     streamed = [t for r in got for t in r.tokens]
     assert streamed, "the model hears words in the fixtures"
     assert streamed == offline_tokens(got, steps)
+    # Interims may show the tail the beam holds back: the served one is the search's own.
+    assert [r.partial_tokens for r in got] == provisional_tails(got, steps)
+    assert any(r.partial_tokens for r in got)
     # Words reach the client while the stream runs, not only at its flushes.
     assert any(r.tokens for r, s in zip(got, steps, strict=True) if not s.flush and s is not steps[-1])
     shift = model_manifest()["frame_shift_s"]

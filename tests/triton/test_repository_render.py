@@ -28,7 +28,8 @@ from tests.triton.repository_checks import (
 
 
 
-CONTRACT_OUTPUTS = {"CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF"}
+CONTRACT_OUTPUTS = {"CHUNK_START", "NUM_FRAMES", "TOKENS", "TOKEN_FRAMES", "TOKEN_CONF",
+                    "PARTIAL_TOKENS", "PARTIAL_FRAMES", "PARTIAL_CONF"}
 DIAGNOSTIC_OUTPUTS = {"ENCODER_OUT", "ENCODER_FRAMES"}
 
 
@@ -71,6 +72,7 @@ def test_ensemble_manifest_follows_the_contract(target: str, tmp_path: Path) -> 
         assert list(audio.dims) == [facts["first_chunk_samples"]]
         assert {o.name for o in config.output} == CONTRACT_OUTPUTS | DIAGNOSTIC_OUTPUTS
         assert manifest["head"] == "ctc"
+        assert manifest["partial_outputs"] is True  # the frontend asks for PARTIAL_* only then
 
 
 def test_embedded_encoder_state_lives_in_the_model(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ cover real audio (``VALID_FRAMES``, fewer after a FLUSH padded the last chunk) a
 Out: the tokens this request decides, their frame (0-based in the request, clamped into
 the real audio: a token found in a flush's padding belongs to the real audio's end; negative
 for a token a beam search decided late, which belongs to an earlier request), their
-posterior, and ``NUM_FRAMES`` = ``VALID_FRAMES``.
+posterior, and ``NUM_FRAMES`` = ``VALID_FRAMES``; and ``PARTIAL_*``, the same for the tokens a
+decoder holds back (a beam search's best hypothesis beyond what every hypothesis shares):
+provisional, for interim results only, superseded by the next response.
 
 One decoder state per correlation ID: created on START, dropped on END and after
 ``sequence_ttl_s`` idle, and renewed after a FLUSH, where the stream goes on as a new
@@ -35,13 +37,19 @@ from sequence_state import Control, SequenceStore, UnknownSequence, read_control
 S = TypeVar("S")
 
 
+def _none(dtype: type) -> np.ndarray:
+    return np.zeros(0, dtype)
+
+
 @dataclass(frozen=True)
 class Decoded:
-    """Tokens of one request."""
+    """Tokens of one request, and the provisional ones after them."""
 
     tokens: np.ndarray  # int32 [k]
     frames: np.ndarray  # int32 [k], row of ENCODED where each token was emitted
     confidence: np.ndarray  # float32 [k], posterior of each token
+    partial: tuple[np.ndarray, np.ndarray, np.ndarray] = field(
+        default_factory=lambda: (_none(np.int32), _none(np.int32), _none(np.float32)))
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,9 @@ class StreamingDecoder(Generic[S]):
         expect_dims(cfg, "output", "TOKEN_FRAMES", "TYPE_INT32", [-1])
         expect_dims(cfg, "output", "TOKEN_CONF", "TYPE_FP32", [-1])
         expect_dims(cfg, "output", "NUM_FRAMES", "TYPE_INT32", [1])
+        expect_dims(cfg, "output", "PARTIAL_TOKENS", "TYPE_INT32", [-1])
+        expect_dims(cfg, "output", "PARTIAL_FRAMES", "TYPE_INT32", [-1])
+        expect_dims(cfg, "output", "PARTIAL_CONF", "TYPE_FP32", [-1])
         if self.blank < 0:
             raise ConfigError(f"{self.name}: blank_id {self.blank} is negative")
         self.setup(cfg, version_dir, width)
@@ -167,13 +178,17 @@ class StreamingDecoder(Generic[S]):
                 self.states.release(req.control.corrid)
             elif req.flush:
                 self.states.renew(req.control.corrid, self.next_utterance)
-            frames = np.minimum(out.frames, max(req.valid - 1, 0)).astype(np.int32)
+            last = max(req.valid - 1, 0)
+            p_tokens, p_frames, p_conf = out.partial
             responses[i] = pb_utils.InferenceResponse(
                 output_tensors=[
                     pb_utils.Tensor("TOKENS", out.tokens.astype(np.int32)[None]),
-                    pb_utils.Tensor("TOKEN_FRAMES", frames[None]),
+                    pb_utils.Tensor("TOKEN_FRAMES", np.minimum(out.frames, last).astype(np.int32)[None]),
                     pb_utils.Tensor("TOKEN_CONF", out.confidence.astype(np.float32)[None]),
                     pb_utils.Tensor("NUM_FRAMES", np.array([[req.valid]], np.int32)),
+                    pb_utils.Tensor("PARTIAL_TOKENS", p_tokens.astype(np.int32)[None]),
+                    pb_utils.Tensor("PARTIAL_FRAMES", np.minimum(p_frames, last).astype(np.int32)[None]),
+                    pb_utils.Tensor("PARTIAL_CONF", p_conf.astype(np.float32)[None]),
                 ]
             )
 

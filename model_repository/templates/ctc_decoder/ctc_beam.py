@@ -254,6 +254,12 @@ class CtcBeamSearch:
         self.beams, self.info = beams, info
         return out
 
+    def partial(self) -> Emitted:
+        """The best hypothesis's tokens not emitted yet: what an interim result may show."""
+        best = max(self.beams, key=self._total)
+        h = self.info[best]
+        return Emitted(list(best), list(h.frames), list(h.conf))
+
     def _closed_total(self, key: tuple[int, ...], utterance_end: bool) -> float:
         """Score with the partial word taken as complete (a pause or the end), and ``</s>``."""
         h = self.info[key]

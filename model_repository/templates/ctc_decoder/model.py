@@ -56,10 +56,13 @@ def beam_step(rows: np.ndarray, search: CtcBeamSearch, final: bool) -> Decoded:
     if final:
         rest = search.finish()
         out = Emitted(out.tokens + rest.tokens, out.frames + rest.frames, out.conf + rest.conf)
+    tail = Emitted() if final else search.partial()
     return Decoded(
         tokens=np.asarray(out.tokens, np.int32),
         frames=np.asarray(out.frames, np.int32) - first,
         confidence=np.asarray(out.conf, np.float32),
+        partial=(np.asarray(tail.tokens, np.int32), np.asarray(tail.frames, np.int32) - first,
+                 np.asarray(tail.conf, np.float32)),
     )
 
 
