@@ -124,7 +124,6 @@ class SessionDriver:
                 on_result=on_result,
                 on_error=on_error,
                 max_pending=self._config.max_pending_chunks,
-                keyterms=self.session.params.boosted_terms,
                 partial_outputs=self.route.partial_outputs,
                 log_extra={"request_id": self.request_id, "channel": channel},
             )

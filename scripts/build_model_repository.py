@@ -306,7 +306,7 @@ def load_profiles(model_dir: Path, head: str) -> list[Profile]:
     return [Profile(model_dir, manifest, name, facts, chosen) for name, facts in manifest["profiles"].items()]
 
 
-def ensemble_manifest(p: Profile) -> str:
+def ensemble_manifest(p: Profile, opts: Options) -> str:
     """The JSON the ensemble carries (contract keys plus geometry), ASCII only."""
     out: dict[str, Any] = {k: p.manifest[k] for k in MANIFEST_MODEL_KEYS}
     out["profile"] = p.name
@@ -315,6 +315,7 @@ def ensemble_manifest(p: Profile) -> str:
     out["profiles"] = list(p.manifest["profiles"])
     out["mode"] = p.mode
     out["partial_outputs"] = True  # PARTIAL_* (docs/triton-contract.md): templates since keyterms
+    out["keyterms"] = decoding_values(p, opts)["keyterm_boost"] != 0  # the decoder boosts them
     if p.mode == "buffered":
         out["buffer"] = p.facts["buffer"]
     return json.dumps(out, ensure_ascii=True, separators=(",", ":"))
@@ -397,7 +398,7 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
         "features_model": f"{p.prefix}_features",
         "encoder_model": f"{p.prefix}_encoder",
         "decoder_model": f"{p.prefix}_decoder",
-        "manifest": pbtxt_string(ensemble_manifest(p)),
+        "manifest": pbtxt_string(ensemble_manifest(p, opts)),
         "target": target,
         "encoder_backend": spec.encoder_backend,
         "encoder_backend_name": target,

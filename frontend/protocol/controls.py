@@ -39,6 +39,16 @@ class Configure:
 
     raw: Mapping[str, Any]
 
+    @property
+    def keyterms(self) -> list[str] | None:
+        """The new keyterm list (empty clears it); None keeps the current one."""
+        return self.raw.get("keyterms")
+
+    @property
+    def features(self) -> Mapping[str, bool] | None:
+        """Formatting features to switch on or off, by name."""
+        return self.raw.get("features")
+
 
 Control = KeepAlive | Finalize | CloseStream | Configure
 

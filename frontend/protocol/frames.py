@@ -264,8 +264,25 @@ class ConfigureFailureFrame(_Frame):
                 "description": self.description}
 
 
+@dataclass(frozen=True)
+class ConfigureSuccessFrame(_Frame):
+    """`ConfigureSuccess`: a `Configure` was applied; `keyterms` only when it replaced them."""
+
+    type: ClassVar[str] = "ConfigureSuccess"
+
+    request_id: str
+    keyterms: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Deepgram SDK 7 `ConfigureSuccess` object."""
+        out: dict[str, Any] = {"type": self.type, "request_id": self.request_id}
+        if self.keyterms is not None:
+            out["keyterms"] = list(self.keyterms)
+        return out
+
+
 Frame = (MetadataFrame | ResultsFrame | SpeechStartedFrame | UtteranceEndFrame | ErrorFrame
-         | ConfigureFailureFrame)
+         | ConfigureSuccessFrame | ConfigureFailureFrame)
 
 
 @dataclass(frozen=True)

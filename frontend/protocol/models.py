@@ -50,6 +50,8 @@ class ModelRoute:
     default: bool
     partial_outputs: bool = False
     """The ensemble returns PARTIAL_* (a decoder's provisional tail) for interim results."""
+    keyterms: bool = False
+    """The ensemble's decoder boosts keyterms sent as request parameters."""
 
 
 def _require(manifest: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -99,6 +101,7 @@ def route_from_manifest(manifest: Mapping[str, Any]) -> ModelRoute:
         word_boundary=_require(manifest, "word_boundary", str),
         default=bool(manifest.get("default", False)),
         partial_outputs=bool(manifest.get("partial_outputs", False)),
+        keyterms=bool(manifest.get("keyterms", False)),
     )
     if not languages:
         raise ValueError(f"manifest {route.ensemble!r} serves no language")

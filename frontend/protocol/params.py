@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -119,11 +119,21 @@ def _term(name: str, raw: str) -> str:
     return term
 
 
-def _keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
-    terms = tuple(t for raw in _values(query, "keyterm") if (t := _term("keyterm", raw)))
-    if len(terms) + len(_values(query, "keywords")) > MAX_BOOSTED_TERMS:
+def checked_keyterms(raw_terms: Sequence[str], *, keywords: int) -> tuple[str, ...]:
+    """Keyterms (query or `Configure`), blanks dropped; `InvalidQuery` past the limits, which
+    count the stream's `keywords` too."""
+    terms = tuple(t for raw in raw_terms if (t := _term("keyterm", raw)))
+    if len(terms) + keywords > MAX_BOOSTED_TERMS:
         raise InvalidQuery(f"keyterm and keywords: more than {MAX_BOOSTED_TERMS} terms")
     return terms
+
+
+CONFIGURABLE_FEATURES = frozenset({"punctuate", "smart_format", "numerals", "filler_words", "diarize"})
+"""`Configure.features` this server applies mid-stream: the formatting it does itself."""
+
+
+def _keyterms(query: Mapping[str, str]) -> tuple[str, ...]:
+    return checked_keyterms(_values(query, "keyterm"), keywords=len(_values(query, "keywords")))
 
 
 def _keywords(query: Mapping[str, str]) -> tuple[tuple[str, float], ...]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -31,15 +31,15 @@ import numpy as np
 
 from frontend.protocol.controls import CloseStream, Configure, Finalize, KeepAlive, parse_control
 from frontend.protocol.errors import (
-    AudioError, CloseCode, IdleTimeout, InvalidControl, RecognizerFailure, ServerShutdown,
-    StreamError,
+    AudioError, CloseCode, IdleTimeout, InvalidControl, InvalidQuery, RecognizerFailure,
+    ServerShutdown, StreamError,
 )
 from frontend.protocol.frames import (
-    ConfigureFailureFrame, ErrorFrame, Frame, MetadataFrame, ModelInfo, ResultsFrame,
-    SpeechStartedFrame, UtteranceEndFrame,
+    ConfigureFailureCode, ConfigureFailureFrame, ConfigureSuccessFrame, ErrorFrame, Frame,
+    MetadataFrame, ModelInfo, ResultsFrame, SpeechStartedFrame, UtteranceEndFrame,
 )
 from frontend.protocol.models import ModelRoute
-from frontend.protocol.params import ListenParams
+from frontend.protocol.params import CONFIGURABLE_FEATURES, ListenParams, checked_keyterms
 from frontend.session.chunker import Chunker
 from frontend.session.formatting import Alternative, TextStyle, format_words
 from frontend.session.ports import AudioNormalizerLike, Samples, VadLike
@@ -77,7 +77,8 @@ class Infer:
     keep-alive or a bare END). `start`/`end` are the sequence START/END flags; `flush` is the
     ensemble's FLUSH input. Every Infer expects exactly one `receive_result(channel, seq)`,
     except those returned by `connection_lost` and after a recogniser failure, whose answers
-    are ignored.
+    are ignored. `keyterms` (the `[term, weight]` list in force, from this request on) rides on
+    a START and on the first request after a `Configure` replaced them; None otherwise.
     """
 
     channel: int
@@ -86,6 +87,7 @@ class Infer:
     start: bool
     end: bool
     flush: bool
+    keyterms: tuple[tuple[str, float], ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ class _Channel:
     """`last_word_end` of the last UtteranceEnd sent: one per gap."""
     shown: tuple[Word, ...] = ()
     """The words of the last interim of the open segment (none since the last final)."""
+    keyterms_changed: bool = False
+    """A `Configure` replaced the keyterms since this channel's last request."""
     inflight: dict[int, _Request] = field(default_factory=dict)
     arrived: dict[int, ChunkResult] = field(default_factory=dict)
     """Results that came before an earlier request's result, kept until their turn."""
@@ -192,6 +196,7 @@ class Session:
         self._keepalive = triton_keepalive_s
         self._created = created or datetime.now(UTC)
         self._style = TextStyle.from_params(params)
+        self._keyterms = params.boosted_terms if route.keyterms else ()
         self._model = ModelInfo(uuid=route.uuid, name=route.display_name,
                                 version=route.version, arch=route.arch)
         self._state = SessionState.OPEN
@@ -271,10 +276,33 @@ class Session:
         if isinstance(control, CloseStream):
             return self._begin_close(None, now)
         assert isinstance(control, Configure)
-        return [SendFrame(ConfigureFailureFrame(
-            request_id=self.request_id, code="CONFIGURE_KEYTERMS_NOT_SUPPORTED",
-            description="Keyterms are set when the stream opens (keyterm=, keywords= in the URL); "
-                        "the served models take no changes mid-stream."))]
+        return [SendFrame(self._configure(control))]
+
+    def _configure(self, control: Configure) -> ConfigureSuccessFrame | ConfigureFailureFrame:
+        """Deepgram SDK 7's mid-stream update: `keyterms` replaces the keyterm list (the
+        `keywords` stay), from the next request of each channel on; `features` switch the
+        formatting options this server applies (unknown names are ignored, like unknown query
+        parameters). All or nothing: a refused update changes nothing."""
+        def failure(code: ConfigureFailureCode, description: str) -> ConfigureFailureFrame:
+            return ConfigureFailureFrame(request_id=self.request_id, code=code, description=description)
+
+        if control.keyterms is not None:
+            if not self.route.keyterms:
+                return failure("CONFIGURE_KEYTERMS_NOT_SUPPORTED",
+                               f"Model {self.route.display_name} is decoded without keyterm boosting.")
+            try:
+                keyterms = checked_keyterms(control.keyterms, keywords=len(self.params.keywords))
+            except InvalidQuery as exc:
+                return failure("CONFIGURE_KEYTERM_LIMIT_EXCEEDED", exc.detail)
+            self._keyterms = tuple((term, 1.0) for term in keyterms) + self.params.keywords
+            for ch in self._channels:
+                ch.keyterms_changed = True
+        features = {k: v for k, v in (control.features or {}).items() if k in CONFIGURABLE_FEATURES}
+        if features:
+            self.params = replace(self.params, **features)
+            self._style = TextStyle.from_params(self.params)
+        return ConfigureSuccessFrame(request_id=self.request_id,
+                                     keyterms=None if control.keyterms is None else keyterms)
 
     def receive_result(self, channel: int, seq: int, result: ChunkResult,
                        now: float) -> list[Action]:
@@ -423,6 +451,8 @@ class Session:
         seq = ch.next_seq
         ch.next_seq += 1
         start = not ch.started
+        keyterms = self._keyterms if (start and self._keyterms) or ch.keyterms_changed else None
+        ch.keyterms_changed = False
         ch.started = True
         ch.ended = ch.ended or end
         ch.samples_sent += len(audio)
@@ -430,7 +460,7 @@ class Session:
         ch.inflight[seq] = _Request(audio_end=ch.samples_sent / self.route.sample_rate,
                                     flush=flush)
         return Infer(channel=ch.index, seq=seq, audio=audio, start=start, end=end,
-                     flush=flush is not None)
+                     flush=flush is not None, keyterms=keyterms)
 
     # -- recogniser output ---------------------------------------------------------------------
 

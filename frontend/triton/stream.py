@@ -39,7 +39,7 @@ def new_sequence_id() -> int:
 
 
 def _request(model: str, sequence_id: int, width: int, infer: Infer,
-             start_parameters: dict[str, str], outputs: Sequence[str]) -> dict[str, object]:
+             outputs: Sequence[str]) -> dict[str, object]:
     audio = np.zeros((1, width), dtype=np.float32)
     n = int(infer.audio.shape[-1])
     if n > width:
@@ -61,8 +61,8 @@ def _request(model: str, sequence_id: int, width: int, infer: Infer,
         "sequence_id": sequence_id,
         "sequence_start": infer.start,
         "sequence_end": infer.end,
-        # The ensemble forwards them to its steps; the decoder reads them on START only.
-        "parameters": start_parameters if infer.start and start_parameters else None,
+        # docs/triton-contract.md: the ensemble forwards them to the decoder.
+        "parameters": None if infer.keyterms is None else {"keyterms": json.dumps([list(t) for t in infer.keyterms])},
     }
 
 
@@ -102,13 +102,10 @@ class SequenceStream:
         on_result: ResultCallback,
         on_error: ErrorCallback,
         max_pending: int,
-        keyterms: Sequence[tuple[str, float]] = (),
         partial_outputs: bool = False,
         log_extra: dict[str, object] | None = None,
     ) -> None:
         self.sequence_id = new_sequence_id()
-        # docs/triton-contract.md: the START request's `keyterms`, [[term, weight], ...].
-        self._start_parameters = {"keyterms": json.dumps([list(t) for t in keyterms])} if keyterms else {}
         self._outputs = OUTPUTS + PARTIAL_OUTPUTS if partial_outputs else OUTPUTS
         self._client = client
         self._model = model
@@ -149,8 +146,7 @@ class SequenceStream:
             if infer is None:
                 return
             self._in_flight[str(infer.seq)] = infer
-            yield _request(self._model, self.sequence_id, self._width, infer, self._start_parameters,
-                           self._outputs)
+            yield _request(self._model, self.sequence_id, self._width, infer, self._outputs)
 
     async def _run(self) -> None:
         responses = None

@@ -55,6 +55,29 @@ async def test_async_sdk_stream_finalize_close(server: Server) -> None:
     assert closing.duration == pytest.approx(len(pcm) / 32000, abs=0.01)  # type: ignore[attr-defined]
 
 
+async def test_async_sdk_configure_is_acknowledged(server: Server) -> None:
+    from deepgram.listen.v1.types.listen_v1configure import ListenV1Configure
+
+    client = AsyncDeepgramClient(api_key=API_KEY, environment=environment(server))
+    received: list[object] = []
+    async with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000",
+                                        keyterm="Triton") as connection:
+
+        async def reader() -> None:
+            async for message in connection:
+                received.append(message)
+
+        task = asyncio.create_task(reader())
+        await connection.send_configure(ListenV1Configure(keyterms=["Riva", "Nova three"],
+                                                          features={"numerals": True}))
+        await connection.send_media(wav_pcm("speaker_a.wav"))
+        await connection.send_close_stream()
+        await asyncio.wait_for(task, 60)
+
+    acks = [m for m in received if type(m).__name__ == "ListenV1ConfigureSuccess"]
+    assert len(acks) == 1 and acks[0].keyterms == ["Riva", "Nova three"], received  # type: ignore[attr-defined]
+
+
 def test_sync_sdk_bad_key_is_rejected(server: Server) -> None:
     client = DeepgramClient(api_key="wrong", environment=environment(server))
     with pytest.raises(Exception) as info:

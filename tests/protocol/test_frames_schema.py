@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from frontend.protocol.frames import (
-    MAX_FRAME_BYTES, ConfigureFailureFrame, ErrorFrame, Frame, MetadataFrame, ModelInfo,
+    MAX_FRAME_BYTES, ConfigureFailureFrame, ConfigureSuccessFrame, ErrorFrame, Frame, MetadataFrame, ModelInfo,
     ResultsFrame, ResultWord, SpeechStartedFrame, UtteranceEndFrame,
 )
 from frontend.protocol.schemas import SCHEMA_DIR, validator
@@ -43,6 +43,8 @@ BUILDERS: dict[str, Frame] = {
     "error": ErrorFrame(variant="SchemaError", description="bad", message="{"),
     "error-no-message": ErrorFrame(variant="InternalError", description="boom"),
     "configure-failure": ConfigureFailureFrame("r", "CONFIGURE_KEYTERMS_NOT_SUPPORTED", "no"),
+    "configure-success": ConfigureSuccessFrame("r", keyterms=("Riva", "Nova three")),
+    "configure-success-features-only": ConfigureSuccessFrame("r"),
 }
 
 

@@ -618,7 +618,7 @@ def test_formatting_options_reach_the_words() -> None:
     assert final["metadata"]["model_uuid"] == h.route.uuid
 
 
-def test_configure_is_refused_and_the_session_stays_open() -> None:
+def test_configure_keyterms_on_a_model_without_boosting_is_refused_and_the_session_stays_open() -> None:
     h = Harness().open()
     h.text({"type": "Configure", "keyterms": ["Dudoxx"]})
     failure = h.frames[-1]
@@ -626,3 +626,39 @@ def test_configure_is_refused_and_the_session_stays_open() -> None:
     assert failure.code == "CONFIGURE_KEYTERMS_NOT_SUPPORTED"
     assert json.loads(failure.to_json())["request_id"] == "req-1"
     assert h.session.state is SessionState.STREAMING
+
+
+def test_keyterms_ride_on_the_start_and_on_the_first_request_after_configure() -> None:
+    params = ListenParams(keyterm=("Dudoxx",), keywords=(("triton", 2.0),))
+    h = Harness(params=params, manifest_overrides={"keyterms": True}).open()
+    h.send(speech(0.6))
+    assert [i.keyterms for i in h.infers[:2]] == [(("Dudoxx", 1.0), ("triton", 2.0)), None]
+    sent = len(h.infers)
+    h.text({"type": "Configure", "keyterms": ["Riva", "Nova three"]})
+    assert h.frames[-1].to_dict() == {"type": "ConfigureSuccess", "request_id": "req-1",
+                                      "keyterms": ["Riva", "Nova three"]}
+    h.send(speech(0.6))
+    # The keywords stay: Configure replaces the keyterm list only.
+    assert h.infers[sent].keyterms == (("Riva", 1.0), ("Nova three", 1.0), ("triton", 2.0))
+    assert all(i.keyterms is None for i in h.infers[sent + 1:])
+
+
+def test_configure_over_the_keyterm_limit_changes_nothing() -> None:
+    h = Harness(params=ListenParams(keyterm=("Dudoxx",)), manifest_overrides={"keyterms": True}).open()
+    h.text({"type": "Configure", "keyterms": [f"t{i}" for i in range(101)], "features": {"numerals": True}})
+    assert h.frames[-1].code == "CONFIGURE_KEYTERM_LIMIT_EXCEEDED"
+    h.send(speech(0.6))
+    assert h.infers[0].keyterms == (("Dudoxx", 1.0),)
+    assert not h.session.params.numerals
+
+
+def test_configure_features_switch_formatting_mid_stream() -> None:
+    script = {0: words_at(0.16, "twenty", "one", step=0.16) + words_at(2.16, "twenty", "one", step=0.16)}
+    h = Harness(params=ListenParams(endpointing=None), script=script).open()
+    h.send(speech(1.0))
+    h.text({"type": "Finalize"})
+    h.text({"type": "Configure", "features": {"numerals": True, "sentiment": True}})
+    assert h.frames[-1].to_dict() == {"type": "ConfigureSuccess", "request_id": "req-1"}
+    h.send(speech(2.0))
+    h.text({"type": "CloseStream"})
+    assert [f.transcript for f in h.finals if f.transcript] == ["twenty one", "21"]

@@ -16,9 +16,9 @@ One decoder state per correlation ID: created on START, dropped on END and after
 utterance (a CTC repeat is not merged across it, an RNNT prediction network starts again
 from its start symbol). All requests of one ``execute`` call are decoded together.
 
-Request parameters of a START request (an ensemble forwards its own to every step) configure
-the sequence for its whole life, FLUSHes included: ``keyterms``, a JSON list of
-``[term, weight]`` pairs, for a decoder that can boost words.
+Request parameters (an ensemble forwards its own to every step) configure the sequence from
+that request on, FLUSHes included: ``keyterms``, a JSON list of ``[term, weight]`` pairs, for a
+decoder that can boost words (sent on START, and again when a client replaces them).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class _Request:
     rows: np.ndarray
     valid: int
     flush: bool
-    options: dict[str, Any] = field(default_factory=dict)  # START request parameters
+    options: dict[str, Any] = field(default_factory=dict)  # request parameters
 
 
 class StreamingDecoder(Generic[S]):
@@ -88,6 +88,9 @@ class StreamingDecoder(Generic[S]):
     def next_utterance(self, state: S) -> S:
         """The state after a FLUSH: what the START configured, decoding afresh."""
         raise NotImplementedError
+
+    def configure(self, state: S, options: dict[str, Any]) -> None:
+        """A later request's parameters (keyterms replaced mid-stream); by default ignored."""
 
     def decode(self, jobs: list[DecodeJob[S]]) -> list[Decoded]:
         """Decode every job, advancing its state; one ``Decoded`` per job, in order."""
@@ -152,7 +155,7 @@ class StreamingDecoder(Generic[S]):
         if not 0 <= valid <= rows <= self.max_rows:
             raise ValueError(f"corrid={ctl.corrid}: VALID_FRAMES={valid} ENC_FRAMES={rows} inconsistent")
         flush = bool(tensor("FLUSH").reshape(-1)[0])
-        options = _parameters(request) if ctl.start else {}
+        options = _parameters(request)
         return _Request(ctl, tensor("ENCODED")[0, :rows], valid, flush, options)
 
     def _decode_batch(self, batch: dict[int, _Request], responses: list[Any]) -> None:
@@ -160,6 +163,8 @@ class StreamingDecoder(Generic[S]):
         for i, req in batch.items():
             try:
                 state = self.states.acquire(req.control, lambda req=req: self.new_state(req.options))
+                if req.options and not req.control.start:
+                    self.configure(state, req.options)
                 jobs[i] = DecodeJob(req.rows, state, req.flush or req.control.end)
             except UnknownSequence:
                 responses[i] = error_response(

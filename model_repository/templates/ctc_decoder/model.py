@@ -5,8 +5,8 @@ per sequence across requests) and is not blank; its confidence is that frame's p
 Beam search (``beam_size`` > 1, with the word LM ``lm_file``): ``ctc_beam.py``; a token is
 emitted once every hypothesis agrees on it, so it may belong to an earlier request than the
 one that emits it (a negative ``TOKEN_FRAMES``); a FLUSH or END emits the best hypothesis.
-A START request's ``keyterms`` parameter boosts those words (``keyterm_boost`` nats per word at
-weight 1) for the sequence's life; greedy decoding ignores it.
+A request's ``keyterms`` parameter (on START, and whenever a client replaces them) boosts those
+words (``keyterm_boost`` nats per word at weight 1) from then on; greedy decoding ignores it.
 Requests, states and responses: see ``streaming_decoder.py``.
 """
 
@@ -89,8 +89,14 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
     def new_state(self, options: dict[str, Any]) -> CtcState | CtcBeamSearch:
         if self.beam is None:
             return CtcState(previous=self.blank)
-        terms = json.loads(options.get("keyterms", "[]"))
-        return CtcBeamSearch(self.pieces, self.lm, self.beam, Keyterms.parse(terms, self.pieces, self.keyterm_boost))
+        return CtcBeamSearch(self.pieces, self.lm, self.beam, self._keyterms(options))
+
+    def configure(self, state: CtcState | CtcBeamSearch, options: dict[str, Any]) -> None:
+        if isinstance(state, CtcBeamSearch) and "keyterms" in options:
+            state.keyterms = self._keyterms(options)
+
+    def _keyterms(self, options: dict[str, Any]) -> Keyterms | None:
+        return Keyterms.parse(json.loads(options.get("keyterms", "[]")), self.pieces, self.keyterm_boost)
 
     def next_utterance(self, state: CtcState | CtcBeamSearch) -> CtcState | CtcBeamSearch:
         if isinstance(state, CtcBeamSearch):
