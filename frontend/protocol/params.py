@@ -34,11 +34,11 @@ class ListenParams:
     `smart_format` (= punctuate + numerals here), `numerals`, `diarize` (every word gets
     `speaker: 0`: no diarizer is served), `filler_words`, `extra` (echoed in
     `Results.metadata.extra`), `no_delay` and `ddx_latency` (below), `keyterm` and `keywords`
-    (boosted by the beam search of models decoded with one; see `boosted_terms`).
+    (boosted by the beam search of models decoded with one; see `boosted_terms`), `replace`
+    (`frontend.session.replace`).
 
     Accepted and validated but without effect (the served models cannot honour them):
-    `version`, `profanity_filter`, `dictation`, `tag`, `search`, `replace`, `redact`,
-    `language_hint`.
+    `version`, `profanity_filter`, `dictation`, `tag`, `search`, `redact`, `language_hint`.
 
     Latency profile: `ddx_latency` picks the look-ahead of the served ensemble, either by name
     (`la1`, `la6`, `la13`: N encoder frames of right context) or by intent: `low` (smallest

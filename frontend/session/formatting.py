@@ -1,8 +1,9 @@
 """Recognised words -> the `words`, `transcript` and `confidence` of a Results alternative.
 
 Applies, in order: filler removal (unless `filler_words`), digits for spelled-out numbers
-(`numerals`/`smart_format`), and light punctuation (`punctuate`/`smart_format`): a capital at
-the start of a sentence and on "I", a period at the end of a segment that ends an utterance.
+(`numerals`/`smart_format`), `replace` rules, and light punctuation (`punctuate`/`smart_format`):
+a capital at the start of a sentence and on "I", a period at the end of a segment that ends an
+utterance.
 The served models emit neither case nor punctuation, so this is all the punctuation there is.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from frontend.protocol.frames import ResultWord
 from frontend.protocol.params import ListenParams
 from frontend.session.numerals import digits_for_numbers
+from frontend.session.replace import Replacement, apply_replacements
 from frontend.session.transcript import Word
 
 FILLER_WORDS = frozenset({"uh", "um", "mhmm", "mm-mm", "uh-uh", "uh-huh", "nuh-uh"})
@@ -29,12 +31,14 @@ class TextStyle:
     numerals: bool = False
     filler_words: bool = False
     diarize: bool = False
+    replacements: tuple[Replacement, ...] = ()
 
     @classmethod
     def from_params(cls, params: ListenParams) -> TextStyle:
         """The style the query asks for (`smart_format` implies punctuate and numerals)."""
+        rules = tuple(r for raw in params.replace if (r := Replacement.parse(raw)) is not None)
         return cls(punctuate=params.punctuates, numerals=params.formats_numbers,
-                   filler_words=params.filler_words, diarize=params.diarize)
+                   filler_words=params.filler_words, diarize=params.diarize, replacements=rules)
 
 
 @dataclass(frozen=True)
@@ -63,15 +67,16 @@ def format_words(words: Sequence[Word], style: TextStyle, *, sentence_start: boo
     kept = [w for w in words if style.filler_words or w.text.lower() not in FILLER_WORDS]
     if style.numerals:
         kept = digits_for_numbers(kept)
+    final = apply_replacements(kept, style.replacements)
     out: list[ResultWord] = []
-    for index, word in enumerate(kept):
+    for index, (word, verbatim) in enumerate(final):
         plain = word.text.lower()
-        shown = plain
+        shown = word.text if verbatim else plain
         if style.punctuate:
             shown = word.text
-            if (index == 0 and sentence_start) or plain == "i" or plain.startswith("i'"):
+            if not verbatim and ((index == 0 and sentence_start) or plain == "i" or plain.startswith("i'")):
                 shown = _capitalised(shown)
-            if sentence_end and index == len(kept) - 1 and not shown.endswith(_SENTENCE_MARKS):
+            if sentence_end and index == len(final) - 1 and not shown.endswith(_SENTENCE_MARKS):
                 shown += "."
         out.append(ResultWord(word=plain, start=word.start, end=word.end,
                               confidence=word.confidence, punctuated_word=shown,

@@ -191,11 +191,20 @@ async def test_ping_is_answered(server: Server) -> None:
     await session.finish()
 
 
-# --- keyterms ----------------------------------------------------------------------------------
+# --- keyterms and replace ----------------------------------------------------------------------
 
 
 def spoken_words(transcript_text: str) -> list[str]:
     return [w.strip(".,?!").lower() for w in transcript_text.split()]
+
+
+async def test_replace_rewrites_what_the_model_heard(server: Server) -> None:
+    pcm = wav_pcm(SPEECH_A)
+    heard = spoken_words((await transcribe(server.ws, pcm, token=API_KEY)).final_text)
+    assert heard
+    target = max(heard, key=len)
+    replaced = (await transcribe(server.ws, pcm, f"{LINEAR16}&replace={target}:Dudoxx", token=API_KEY)).final_text
+    assert "Dudoxx" in replaced.split() and target not in spoken_words(replaced)
 
 
 async def test_keyterms_hold_for_the_whole_stream_flushes_included(server: Server) -> None:

@@ -54,3 +54,29 @@ def test_diarize_labels_every_word_speaker_zero() -> None:
     alt = format_words(words("hi there"), TextStyle(diarize=True), sentence_start=True,
                        sentence_end=False)
     assert [w.speaker for w in alt.words] == [0, 0]
+
+
+def style_replacing(*rules: str, **options: bool) -> TextStyle:
+    return TextStyle.from_params(ListenParams(replace=rules, **options))
+
+
+def test_replace_rewrites_words_and_phrases_keeping_the_replacements_case() -> None:
+    style = style_replacing("kitchen light:KL-1", "Door:gate", "very much:")
+    alt = format_words(words("open the door and the kitchen light thank you very much"), style,
+                       sentence_start=True, sentence_end=False)
+    assert alt.transcript == "open the gate and the KL-1 thank you"
+    kl = alt.words[5]
+    assert (kl.word, kl.punctuated_word, kl.start, kl.end) == ("kl-1", "KL-1", 5.0, 6.5)
+    assert kl.confidence == pytest.approx(0.1 * 5 + 0.5)  # the least sure of the words it replaced
+
+
+def test_replace_spreads_a_longer_replacement_over_the_span_and_runs_after_numerals() -> None:
+    style = style_replacing("21:twenty-one dollars", numerals=True, punctuate=True)
+    alt = format_words(words("i paid twenty one"), style, sentence_start=True, sentence_end=True)
+    assert alt.transcript == "I paid twenty-one dollars."
+    assert [(w.start, w.end) for w in alt.words[2:]] == [(2.0, 2.75), (2.75, 3.5)]
+
+
+def test_replaced_text_is_not_matched_again() -> None:
+    alt = format_words(words("a b"), style_replacing("a:b", "b:c"), sentence_start=True, sentence_end=False)
+    assert alt.transcript == "b c"
