@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,12 +38,17 @@ def frames(*spec: dict[int, float] | int, floor: float = 1e-4) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def lm(tmp_path_factory: pytest.TempPathFactory) -> WordLM:
+def lm_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     text = tmp_path_factory.mktemp("lm") / "text.txt"
     text.write_text("the cat\nthe cat sat\na cat\nthe dog\n" * 20 + "the car\n")
     out = text.with_name("lm.arpa.gz")
     subprocess.run([sys.executable, str(REPO / "scripts" / "build_lm.py"), str(text), "--out", str(out)], check=True)
-    return WordLM(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lm(lm_file: Path) -> WordLM:
+    return WordLM(lm_file)
 
 
 def greedy(lp: np.ndarray) -> list[int]:
@@ -137,6 +143,18 @@ def test_keyterm_text_is_reduced_to_what_the_vocabulary_spells() -> None:
     assert kt is not None and kt.boosts == {"the": 9.0, "dog": 9.0}  # z and 9 are no pieces' letters
     assert kt.credit("do") == pytest.approx(6.0) and kt.credit("x") == 0.0
     assert keyterms(("!!!", 1.0)) is None
+
+
+def test_hashed_ngram_keys_score_like_exact_ones(lm: WordLM, lm_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Orders x word-id bits beyond 64 (a big 4- or 5-gram) are keyed by a hash instead.
+    import word_lm
+
+    monkeypatch.setattr(word_lm, "_KEY_BITS", 4)
+    hashed = WordLM(lm_file)
+    assert not hashed._exact and lm._exact
+    for history in [(BOS,), (BOS, "the"), ("a", "cat"), ("unseen", "words")]:
+        for word in [*sorted(lm.words), EOS, "zebra"]:
+            assert hashed.score(history, word) == lm.score(history, word)
 
 
 def test_arpa_backoff_and_normalisation(lm: WordLM) -> None:
