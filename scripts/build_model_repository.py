@@ -306,12 +306,21 @@ def load_profiles(model_dir: Path, head: str) -> list[Profile]:
     return [Profile(model_dir, manifest, name, facts, chosen) for name, facts in manifest["profiles"].items()]
 
 
+def first_request_samples(p: Profile) -> int:
+    """Samples of a segment's first request: ``first_chunk_samples`` less the lead frames the
+    features model puts before the segment (features/chunker.py), so that the first request
+    completes exactly one chunk and every later one ends on a chunk boundary (a whole first
+    chunk would leave its last lead-frames' worth of audio for the next response)."""
+    return int(p.facts["first_chunk_samples"]) - window(p).lead * int(p.manifest["features"]["hop_length"])
+
+
 def ensemble_manifest(p: Profile, opts: Options) -> str:
     """The JSON the ensemble carries (contract keys plus geometry), ASCII only."""
     out: dict[str, Any] = {k: p.manifest[k] for k in MANIFEST_MODEL_KEYS}
     out["profile"] = p.name
     out["head"] = p.head
     out.update({k: p.facts[k] for k in MANIFEST_PROFILE_KEYS})
+    out["first_request_samples"] = first_request_samples(p)
     out["profiles"] = list(p.manifest["profiles"])
     out["mode"] = p.mode
     out["partial_outputs"] = True  # PARTIAL_* (docs/triton-contract.md): templates since keyterms

@@ -43,6 +43,9 @@ class ModelRoute:
     sample_rate: int
     chunk_samples: int
     first_chunk_samples: int
+    """The `AUDIO` width: the most one request may carry."""
+    first_request_samples: int
+    """What a segment's first request carries (manifests without it: `first_chunk_samples`)."""
     frame_shift_s: float
     vocabulary: tuple[str, ...]
     blank_id: int
@@ -95,6 +98,7 @@ def route_from_manifest(manifest: Mapping[str, Any]) -> ModelRoute:
         sample_rate=int(manifest.get("sample_rate", 16000)),
         chunk_samples=_require(manifest, "chunk_samples", int),
         first_chunk_samples=_require(manifest, "first_chunk_samples", int),
+        first_request_samples=int(manifest.get("first_request_samples") or manifest["first_chunk_samples"]),
         frame_shift_s=float(_require(manifest, "frame_shift_s", (int, float))),
         vocabulary=vocabulary,
         blank_id=_require(manifest, "blank_id", int),
@@ -110,6 +114,9 @@ def route_from_manifest(manifest: Mapping[str, Any]) -> ModelRoute:
                          "the frontend feeds 16 kHz")
     if not 0 < route.chunk_samples <= route.first_chunk_samples:
         raise ValueError(f"manifest {route.ensemble!r}: need 0 < chunk_samples <= "
+                         "first_chunk_samples")
+    if not 0 < route.first_request_samples <= route.first_chunk_samples:
+        raise ValueError(f"manifest {route.ensemble!r}: need 0 < first_request_samples <= "
                          "first_chunk_samples")
     if route.frame_shift_s <= 0 or not route.word_boundary:
         raise ValueError(f"manifest {route.ensemble!r}: frame_shift_s and word_boundary "

@@ -13,12 +13,13 @@ class Chunker:
     """Buffers samples and hands out whole requests.
 
     The first request of a Triton sequence, and the first after a flush, carries
-    `first_chunk_samples` (the mel window's extra reach, see docs/triton-contract.md); later
-    ones carry `chunk_samples`, so every later request lines up with whole encoder chunks.
+    `first_request_samples` (the mel window's extra reach less the lead frames, see
+    docs/triton-contract.md); later ones carry `chunk_samples`, so every request ends on an
+    encoder chunk boundary.
     """
 
-    def __init__(self, first_chunk_samples: int, chunk_samples: int) -> None:
-        self._first = first_chunk_samples
+    def __init__(self, first_request_samples: int, chunk_samples: int) -> None:
+        self._first = first_request_samples
         self._steady = chunk_samples
         self._buffer = _EMPTY
         self._at_first = True

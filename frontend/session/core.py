@@ -421,7 +421,7 @@ class Session:
         route = self.route
         return _Channel(
             index=index,
-            chunker=Chunker(route.first_chunk_samples, route.chunk_samples),
+            chunker=Chunker(route.first_request_samples, route.chunk_samples),
             transcript=Transcript(route.vocabulary, route.word_boundary, route.frame_shift_s),
             vad=self._vad_factory() if self._vad_factory is not None else None,
             last_sent_at=now,

@@ -65,13 +65,15 @@ class Step:
     flush: bool = False
 
 
-def plan(audio: np.ndarray, profile: dict[str, Any], flush_after: int | None = None) -> list[Step]:
-    """Requests as the frontend sends them: ``first_chunk_samples``, then ``chunk_samples``.
+def plan(audio: np.ndarray, profile: dict[str, Any], flush_after: int | None = None,
+         first: int | None = None) -> list[Step]:
+    """Requests of ``first`` samples (default ``first_chunk_samples``, the most one may
+    carry; the frontend sends the ensemble's ``first_request_samples``), then ``chunk_samples``.
 
     With ``flush_after`` the request after that many samples carries FLUSH, and the next
-    one is a first request again (``first_chunk_samples``).
+    one is a first request again.
     """
-    first, size = profile["first_chunk_samples"], profile["chunk_samples"]
+    first, size = first or profile["first_chunk_samples"], profile["chunk_samples"]
     steps: list[Step] = []
     pos, width = 0, first
     while pos < len(audio):

@@ -73,10 +73,14 @@ def profiles() -> dict[str, Any]:
     return model_manifest()["profiles"]
 
 
+async def ensemble_manifest(client: grpc_aio.InferenceServerClient, profile: str) -> tuple[dict, dict]:
+    config = (await client.get_model_config(f"asr_embedded_{profile}", as_json=True))["config"]
+    return config, json.loads(config["parameters"]["manifest"]["string_value"])
+
+
 async def test_ensembles_carry_the_manifest(client: grpc_aio.InferenceServerClient, profiles: dict) -> None:
     for name, facts in profiles.items():
-        config = (await client.get_model_config(f"asr_embedded_{name}", as_json=True))["config"]
-        manifest = json.loads(config["parameters"]["manifest"]["string_value"])
+        config, manifest = await ensemble_manifest(client, name)
         assert CONTRACT_KEYS <= set(manifest)
         assert manifest["profile"] == name and manifest["model"] == "embedded"
         assert manifest["first_chunk_samples"] == facts["first_chunk_samples"]
@@ -93,12 +97,21 @@ async def test_stream_follows_the_contract(
 ) -> None:
     facts = profiles[profile]
     audio = load_wav("speaker_a.wav")
-    steps = plan(audio, facts)
+    first = (await ensemble_manifest(client, profile))[1]["first_request_samples"]
+    steps = plan(audio, facts, first=first)
     got = await stream(client, f"asr_embedded_{profile}", next_id(), facts["first_chunk_samples"], steps)
     shift = model_manifest()["frame_shift_s"]
     # Every full request decodes one chunk; the END request flushes the rest.
     for r in got[:-1]:
         assert r.num_frames == facts["encoder_frames"]
+    # ...and all the audio it completes is decoded: the last encoder frame so far ends on the
+    # mel frame whose window the request's last sample completes, so nothing waits for the
+    # next request (a whole first chunk would hold its lead frames' audio, 70 ms, back).
+    feats, sub = model_manifest()["features"], model_manifest()["subsampling_factor"]
+    decoded = np.cumsum([r.num_frames for r in got])
+    sent = np.cumsum([len(s.audio) for s in steps])
+    for frames, samples in zip(decoded[:-1], sent[:-1], strict=True):
+        assert samples == sub * (frames - 1) * feats["hop_length"] + feats["win_length"] // 2
     for prev, cur in itertools.pairwise(got):
         assert cur.chunk_start == pytest.approx(prev.chunk_start + prev.num_frames * shift, abs=1e-5)
     assert got[0].chunk_start == 0.0
