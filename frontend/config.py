@@ -81,9 +81,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds to wait for the embedded Triton and its models to become ready."),
     Setting("encoder_threads", "--encoder-threads", "DDX_STT_ENCODER_THREADS", 2, int,
             "onnxruntime intra-op threads of the embedded encoder."),
-    Setting("precision", "--precision", "DDX_STT_PRECISION", "fp32", _choice("fp32", "int8"),
-            "Encoder weights of the embedded target: fp32, or int8 (dynamically quantised; the model folder "
-            "needs export_nemo.py --int8 graphs)."),
+    Setting("precision", "--precision", "DDX_STT_PRECISION", "fp32", _choice("fp32", "int8", "auto"),
+            "Encoder weights of the embedded target: fp32, int8 (dynamically quantised, the model folder "
+            "needs export_nemo.py --int8 graphs; a stream's results then depend slightly on what it is "
+            "batched with), or auto (int8 where the folder has the graphs, else fp32)."),
     Setting("head", "--head", "DDX_STT_HEAD", "auto", _choice("auto", "ctc", "rnnt"),
             "Decoder head of hybrid RNNT+CTC models in the embedded target: auto (RNNT), ctc or rnnt."),
     Setting("decoding", "--decoding", "DDX_STT_DECODING", "auto", _choice("auto", "greedy"),

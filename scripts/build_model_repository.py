@@ -144,7 +144,8 @@ class Options:
     max_candidate_sequences: int = 0
     max_sequence_idle_us: int = 60_000_000
     encoder_threads: int = 1
-    precision: Literal["fp32", "int8"] = "fp32"
+    # "auto": the int8 graphs where the model folder has them (export_nemo.py --int8), else fp32.
+    precision: Literal["fp32", "int8", "auto"] = "fp32"
     link_files: bool = True
     # "auto": RNNT where the model has a transducer, else CTC; "ctc"/"rnnt" force a head.
     head: Literal["auto", "ctc", "rnnt"] = "auto"
@@ -370,7 +371,8 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
     spec = TARGET_SPECS[target]
     w = window(p)
     sub = p.manifest["subsampling_factor"]
-    onnx_key = f"{p.head}_int8" if opts.precision == "int8" else p.head
+    int8 = opts.precision == "int8" or (opts.precision == "auto" and f"{p.head}_int8" in f["onnx"])
+    onnx_key = f"{p.head}_int8" if int8 else p.head
     if onnx_key not in f["onnx"]:
         raise RenderError(f"{p.model_dir}: profile {p.name} has no {onnx_key} graph (export with --int8?)")
     return {
@@ -631,7 +633,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="append", help="only these look-ahead profiles (repeatable)")
     ap.add_argument("--max-batch-size", type=int, default=Options.max_batch_size)
     ap.add_argument("--encoder-threads", type=int, default=Options.encoder_threads, help="onnxruntime intra-op threads")
-    ap.add_argument("--precision", choices=("fp32", "int8"), default=Options.precision)
+    ap.add_argument("--precision", choices=("fp32", "int8", "auto"), default=Options.precision,
+                    help="auto: int8 graphs where the model folder has them")
     ap.add_argument("--head", choices=HEADS, default=Options.head, help="auto: RNNT when the model has it, else CTC")
     ap.add_argument("--decoding", choices=DECODINGS, default=Options.decoding,
                     help="auto: CTC beam search + word LM when the model ships one")

@@ -83,6 +83,26 @@ def test_embedded_encoder_state_lives_in_the_model(tmp_path: Path) -> None:
     assert {"model.py", "sequence_state.py", "encoder-la13.onnx", "encoder.weights"} <= files
 
 
+def encoder_graph(repo: Path) -> str:
+    return parse_config(repo / "embedded_la13_encoder" / "config.pbtxt").parameters["onnx_file"].string_value
+
+
+def test_precision_auto_takes_the_int8_graphs_a_model_folder_has(tmp_path: Path) -> None:
+    build_repository("embedded", [MODEL_DIR], tmp_path / "shipped", profiles=["la13"], precision="auto")
+    assert encoder_graph(tmp_path / "shipped") == "encoder-la13.int8.onnx"
+    # A folder exported without --int8: auto falls back to fp32, where int8 would refuse.
+    bare = tmp_path / "bare"
+    shutil.copytree(MODEL_DIR, bare)
+    manifest = json.loads((bare / "manifest.json").read_text())
+    for facts in manifest["profiles"].values():
+        facts["onnx"].pop("ctc_int8")
+    (bare / "manifest.json").write_text(json.dumps(manifest))
+    build_repository("embedded", [bare], tmp_path / "fp32", profiles=["la13"], precision="auto")
+    assert encoder_graph(tmp_path / "fp32") == "encoder-la13.onnx"
+    with pytest.raises(RenderError, match="int8"):
+        build_repository("embedded", [bare], tmp_path / "int8", profiles=["la13"], precision="int8")
+
+
 def test_strict_substitution() -> None:
     assert render("a ${x} b", {"x": 1}, "t") == "a 1 b"
     with pytest.raises(RenderError, match="KeyError"):
