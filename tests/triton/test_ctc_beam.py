@@ -140,9 +140,20 @@ def test_a_negative_weight_suppresses_a_word(lm: WordLM) -> None:
 
 def test_keyterm_text_is_reduced_to_what_the_vocabulary_spells() -> None:
     kt = keyterms(("The  DOG!", 1.0), ("zz9", 2.0), ("dog", 0.5))
-    assert kt is not None and kt.boosts == {"the": 9.0, "dog": 9.0}  # z and 9 are no pieces' letters
-    assert kt.credit("do") == pytest.approx(6.0) and kt.credit("x") == 0.0
+    # z and 9 are no pieces' letters; "dog" after "the" (the phrase) and anywhere (its own term).
+    assert kt is not None and kt.boosts == {("", "the"): 9.0, ("the", "dog"): 9.0, ("", "dog"): 4.5}
+    assert kt.credit("do", "the") == pytest.approx(6.0) and kt.credit("do", "a") == pytest.approx(3.0)
+    assert kt.credit("x", "the") == 0.0
     assert keyterms(("!!!", 1.0)) is None
+
+
+def test_a_phrase_boosts_its_later_words_only_after_the_earlier_ones(lm: WordLM) -> None:
+    # "the ca t|r" and "a ca t|r": the phrase "the car" boosts "car" after "the" only.
+    a_cat_or_car = frames(4, BLANK, 2, BLANK, {5: 0.45, 3: 0.5}, BLANK)
+    phrase = keyterms(("the car", 1.0))
+    assert decode_utterance(CAT_OR_CAR, PIECES, lm, LM_ON, phrase) == [1, 2, 5]
+    assert decode_utterance(a_cat_or_car, PIECES, lm, LM_ON, phrase) == [4, 2, 3]
+    assert decode_utterance(a_cat_or_car, PIECES, lm, LM_ON, keyterms(("car", 1.0))) == [4, 2, 5]
 
 
 def test_hashed_ngram_keys_score_like_exact_ones(lm: WordLM, lm_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,10 +6,11 @@ scored by the LM when the next word starts (or the utterance ends); a partial wo
 no prefix of any word the LM knows is charged the ``<unk>`` score at once, so spelling
 nonsense loses the beam early instead of at the word's end.
 
-Keyterms (Deepgram's ``keyterm`` and ``keywords``) are boosted word by word: a finished
-keyterm word earns its boost, and while one is being spelled its prefix earns a share of it, so
-a rare or out-of-vocabulary word survives the beam until it is complete (the share is taken back
-as soon as the spelling leaves every keyterm word). A keyterm word the LM does not know is
+Keyterms (Deepgram's ``keyterm`` and ``keywords``) are boosted word by word, a phrase's later
+words only right after the word before them: a finished keyterm word earns its boost, and
+while one is being spelled its prefix earns a share of it, so a rare or out-of-vocabulary word
+survives the beam until it is complete (the share is taken back as soon as the spelling leaves
+every keyterm word). A keyterm word the LM does not know is
 charged like the rarest word it knows, not as ``<unk>``.
 
 Output is append-only, as the Triton contract wants: a token is emitted as soon as every
@@ -59,6 +60,7 @@ class _Hyp:
     conf: tuple[float, ...]
     boost: float = 0.0  # keyterm boosts of the completed words
     credit: float = 0.0  # keyterm share of the partial word
+    prev: str = ""  # the last finished word (keyterm phrases continue after it)
 
 
 @dataclass
@@ -85,36 +87,48 @@ class Pieces:
 
 
 class Keyterms:
-    """Words to favour, each with a boost in nats (negative: suppress)."""
+    """Words to favour, each with a boost in nats (negative: suppress). A term's first word is
+    boosted wherever it is said; each later word only right after the word before it in the
+    term, so "customer service" does not boost "service" on its own. Keys are (previous word,
+    word), the previous word "" for anywhere."""
 
-    def __init__(self, boosts: dict[str, float]) -> None:
+    def __init__(self, boosts: dict[tuple[str, str], float]) -> None:
         self.boosts = boosts
         # Prefix credit only for positive boosts: a suppressed word is charged when finished,
         # never while its prefix could still become another word.
-        self.prefixes: dict[str, float] = {}
-        for word, boost in boosts.items():
+        self.prefixes: dict[tuple[str, str], float] = {}
+        for (prev, word), boost in boosts.items():
             for i in range(1, len(word) + 1) if boost > 0 else ():
-                credit = boost * i / len(word)
-                self.prefixes[word[:i]] = max(credit, self.prefixes.get(word[:i], 0.0))
+                key = (prev, word[:i])
+                self.prefixes[key] = max(boost * i / len(word), self.prefixes.get(key, 0.0))
 
     @classmethod
     def parse(cls, terms: list[Any], pieces: Pieces, boost: float, max_words: int = 200) -> Keyterms | None:
         """From ``[[term, weight], ...]``: lower-cased words, letters the vocabulary cannot
         spell dropped; a word's boost is ``boost * weight`` (the largest when repeated)."""
-        boosts: dict[str, float] = {}
+        boosts: dict[tuple[str, str], float] = {}
         for term, weight in terms:
-            for raw in str(term).lower().split():
-                word = "".join(c for c in raw if c in pieces.letters)
-                if word and len(boosts) < max_words:
+            words = [w for raw in str(term).lower().split() if (w := "".join(c for c in raw if c in pieces.letters))]
+            for i, word in enumerate(words):
+                key = (words[i - 1] if i else "", word)
+                if len(boosts) < max_words:
                     value = boost * float(weight)
-                    boosts[word] = max(value, boosts.get(word, value))
+                    boosts[key] = max(value, boosts.get(key, value))
         return cls(boosts) if boosts else None
 
-    def word(self, word: str) -> float:
-        return self.boosts.get(word, 0.0)
+    def word(self, word: str, prev: str) -> float:
+        """The boost for finishing ``word`` after ``prev``."""
+        return max((b for k in (("", word), (prev, word)) if (b := self.boosts.get(k)) is not None), default=0.0)
 
-    def credit(self, partial: str) -> float:
-        return self.prefixes.get(partial, 0.0)
+    def knows(self, word: str, prev: str) -> bool:
+        return ("", word) in self.boosts or (prev, word) in self.boosts
+
+    def credit(self, partial: str, prev: str) -> float:
+        """The share earned by spelling ``partial`` after ``prev``."""
+        return max(self.prefixes.get(("", partial), 0.0), self.prefixes.get((prev, partial), 0.0))
+
+    def spells(self, partial: str, prev: str) -> bool:
+        return ("", partial) in self.prefixes or (prev, partial) in self.prefixes
 
 
 class CtcBeamSearch:
@@ -146,31 +160,33 @@ class CtcBeamSearch:
             return 0.0, h.history
         if not h.known_prefix:
             charge = 0.0  # <unk> already charged
-        elif self.keyterms and h.partial in self.keyterms.boosts and h.partial not in self.lm.words:
+        elif self.keyterms and self.keyterms.knows(h.partial, h.prev) and h.partial not in self.lm.words:
             charge = self.lm.rare_logprob
         else:
             charge = self.lm.score(h.history, h.partial)
         return charge, self.lm.state(h.history, h.partial)
 
     def _extend(self, h: _Hyp, token: int, frame: int, conf: float) -> _Hyp:
-        lm, history, partial, words, boost = h.lm, h.history, h.partial, h.words, h.boost
+        lm, history, partial, words, boost, prev = h.lm, h.history, h.partial, h.words, h.boost, h.prev
         kt = self.keyterms
         if self.p.starts_word[token]:
             charge, history = self._complete_word(h)
             lm += charge
-            boost += kt.word(h.partial) if kt else 0.0
+            if h.partial:
+                boost += kt.word(h.partial, h.prev) if kt else 0.0
+                prev = h.partial
             partial, words = self.p.text[token], words + 1
             known = True
         else:
             partial = partial + self.p.text[token]
             known = h.known_prefix
-        credit = kt.credit(partial) if kt else 0.0
+        credit = kt.credit(partial, prev) if kt else 0.0
         if (known and self.lm is not None and partial and partial not in self.lm.prefixes
-                and not (kt and partial in kt.prefixes)):
+                and not (kt and kt.spells(partial, prev))):
             lm += self.lm.unk_logprob
             known = False
         return _Hyp(token, lm, words, history, partial, known, h.frames + (frame,), h.conf + (conf,),
-                    boost, credit)
+                    boost, credit, prev)
 
     # ----------------------------------------------------------------- search
 
@@ -266,7 +282,7 @@ class CtcBeamSearch:
         charge, history = self._complete_word(h)
         if utterance_end and self.lm is not None and h.words:
             charge += self.lm.score(history, EOS)
-        finished = self.keyterms.word(h.partial) - h.credit if self.keyterms else 0.0
+        finished = self.keyterms.word(h.partial, h.prev) - h.credit if self.keyterms else 0.0
         return self._total(key) + self.cfg.lm_weight * charge + finished
 
     def finish(self) -> Emitted:
