@@ -196,7 +196,6 @@ class Session:
         self._keepalive = triton_keepalive_s
         self._created = created or datetime.now(UTC)
         self._style = TextStyle.from_params(params)
-        self._keyterms = params.boosted_terms if route.keyterms else ()
         self._model = ModelInfo(uuid=route.uuid, name=route.display_name,
                                 version=route.version, arch=route.arch)
         self._state = SessionState.OPEN
@@ -207,6 +206,11 @@ class Session:
         self._close_with: tuple[int, str] = (int(CloseCode.NORMAL), "")
 
     # -- public surface ---------------------------------------------------------------------
+
+    @property
+    def _keyterms(self) -> tuple[tuple[str, float], ...]:
+        """What the decoder is to boost: the stream's keyterms and keywords, when it boosts any."""
+        return self.params.boosted_terms if self.route.keyterms else ()
 
     @property
     def state(self) -> SessionState:
@@ -286,23 +290,22 @@ class Session:
         def failure(code: ConfigureFailureCode, description: str) -> ConfigureFailureFrame:
             return ConfigureFailureFrame(request_id=self.request_id, code=code, description=description)
 
+        changes: dict[str, object] = {k: v for k, v in (control.features or {}).items()
+                                      if k in CONFIGURABLE_FEATURES}
         if control.keyterms is not None:
             if not self.route.keyterms:
                 return failure("CONFIGURE_KEYTERMS_NOT_SUPPORTED",
                                f"Model {self.route.display_name} is decoded without keyterm boosting.")
             try:
-                keyterms = checked_keyterms(control.keyterms, keywords=len(self.params.keywords))
+                changes["keyterm"] = checked_keyterms(control.keyterms, keywords=len(self.params.keywords))
             except InvalidQuery as exc:
                 return failure("CONFIGURE_KEYTERM_LIMIT_EXCEEDED", exc.detail)
-            self._keyterms = tuple((term, 1.0) for term in keyterms) + self.params.keywords
             for ch in self._channels:
                 ch.keyterms_changed = True
-        features = {k: v for k, v in (control.features or {}).items() if k in CONFIGURABLE_FEATURES}
-        if features:
-            self.params = replace(self.params, **features)
-            self._style = TextStyle.from_params(self.params)
-        return ConfigureSuccessFrame(request_id=self.request_id,
-                                     keyterms=None if control.keyterms is None else keyterms)
+        self.params = replace(self.params, **changes)
+        self._style = TextStyle.from_params(self.params)
+        return ConfigureSuccessFrame(request_id=self.request_id, keyterms=self.params.keyterm
+                                     if control.keyterms is not None else None)
 
     def receive_result(self, channel: int, seq: int, result: ChunkResult,
                        now: float) -> list[Action]:
