@@ -66,6 +66,8 @@ FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FSDD_TRAIN_SPEAKERS = ("george", "jackson", "lucas", "yweweler")
 FSDD_EVAL_SPEAKERS = ("nicolas", "theo")
+FSDD_STRING_LENGTHS = (1, 1, 2, 3, 4, 5)
+"""Digits per FSDD training item, drawn uniformly from this (a third are single digits)."""
 DIGITS = [int_to_words(i) for i in range(10)]
 
 
@@ -339,7 +341,7 @@ def main() -> None:
     frng = random.Random(args.seed + 1)  # independent of --hours, so FSDD items stay stable
     for k in range(args.fsdd_train_items):
         spk = frng.choice(FSDD_TRAIN_SPEAKERS)
-        files = frng.sample([p for p in pool if f"_{spk}_" in p.name], frng.choice((1, 1, 2, 3, 4, 5)))
+        files = frng.sample([p for p in pool if f"_{spk}_" in p.name], frng.choice(FSDD_STRING_LENGTHS))
         # Own folder and numbering: growing --hours later must not rename these.
         train_jobs.append(Job(k, " ".join(fsdd_text(p) for p in files), "fsdd", spk,
                               str(out / "train_fsdd" / f"{k:06d}.wav"), True, 5 * 10**6 + k,

@@ -146,7 +146,7 @@ class SynthDataset(Dataset):
         if i < len(self.texts):
             engine, voice = make_corpus.training_voice(rng)
             return make_corpus.Job(i, self.texts[i], engine, voice, "", True, seed), self.tokens[i]
-        files = rng.sample(self.fsdd, rng.choice((1, 1, 2, 3, 4, 5)))
+        files = rng.sample(self.fsdd, rng.choice(make_corpus.FSDD_STRING_LENGTHS))
         text = " ".join(make_corpus.fsdd_text(f) for f in files)
         job = make_corpus.Job(i, text, "fsdd", "", "", True, seed, fsdd_files=tuple(map(str, files)))
         return job, self.tokenizer.text_to_ids(text)
