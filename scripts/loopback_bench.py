@@ -354,7 +354,6 @@ class StreamClient:
             if self._pending_finalize:
                 self.result.finalize_latencies_s.append(now - self._pending_finalize.popleft())
 
-
     def _word_latencies(self, words: list[tuple[str, float, float]], now: float, *, final: bool) -> None:
         for word, start, end in words:
             shown = self._first_shown.setdefault(word, [])

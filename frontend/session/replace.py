@@ -25,7 +25,7 @@ class Replacement:
     @classmethod
     def parse(cls, raw: str) -> Replacement | None:
         """`find:replacement` (the last colon splits); None when `find` is blank."""
-        find, sep, replacement = raw.rpartition(":") if ":" in raw else (raw, "", "")
+        find, _, replacement = raw.rpartition(":") if ":" in raw else (raw, "", "")
         words = tuple(find.lower().split())
         return cls(words, tuple(replacement.split())) if words else None
 

@@ -86,7 +86,8 @@ class Transcript:
 
         Token time = `chunk_start + frame * frame_shift_s` (a frame may be negative: a token
         decided after the request it belongs to); a word ends one frame after its
-        last token, never past the decoded audio. Raises `RecognizerFailure` on output that breaks the contract.
+        last token, never past the decoded audio. Raises `RecognizerFailure` on output that
+        breaks the contract.
         """
         if not len(tokens) == len(token_frames) == len(token_conf):
             raise RecognizerFailure(f"{len(tokens)} tokens, {len(token_frames)} frames, "

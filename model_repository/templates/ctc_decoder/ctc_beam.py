@@ -10,8 +10,8 @@ Keyterms (Deepgram's ``keyterm`` and ``keywords``) are boosted word by word, a p
 words only right after the word before them: a finished keyterm word earns its boost, and
 while one is being spelled its prefix earns a share of it, so a rare or out-of-vocabulary word
 survives the beam until it is complete (the share is taken back as soon as the spelling leaves
-every keyterm word). A keyterm word the LM does not know is
-charged like the rarest word it knows, not as ``<unk>``.
+every keyterm word). A keyterm word the LM does not know is charged like the rarest word it
+knows, not as ``<unk>``.
 
 Output is append-only, as the Triton contract wants: a token is emitted as soon as every
 surviving hypothesis contains it (the stable prefix), the rest at the end of the utterance.
