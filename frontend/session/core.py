@@ -405,10 +405,13 @@ class Session:
                 continue
             if self.params.endpointing is None:
                 continue
-            # Flush where the silence began rather than where this frame happens to end: unless
-            # a chunk was already sent past that point, the utterance boundary (and so what the
-            # recogniser hears) then does not depend on how the client frames its audio.
-            cut = round(event.time_s * self.route.sample_rate)
+            # Flush where the detector decided the endpoint, on its own window grid, rather than
+            # where this frame happens to end: unless a chunk was already sent past that point,
+            # the utterance boundary (and so what the recogniser hears) then does not depend on
+            # how the client frames its audio. Not where the silence began: the VAD's silence
+            # often starts inside a word's quiet tail, and a segment that opens on that tail is
+            # heard as the word again ("two" -> "two two" on FSDD's quieter speaker).
+            cut = round(event.decided_s * self.route.sample_rate)
             upto = min(max(cut - first, pushed), len(row))
             actions += self._push(ch, row[pushed:upto], now)
             pushed = upto

@@ -45,6 +45,12 @@ class VadEventLike(Protocol):
     @property
     def time_s(self) -> float: ...
 
+    @property
+    def decided_s(self) -> float:
+        """Where the detector decided the event: for a speech end, where the silence run
+        reached the endpointing length (``time_s`` is where that silence began)."""
+        ...
+
 
 class VadLike(Protocol):
     """One channel's voice activity detector, fed with every 16 kHz sample of that channel."""

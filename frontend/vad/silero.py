@@ -35,14 +35,25 @@ _WINDOW = 512
 _CONTEXT = 64
 _STATE_SHAPE = (2, 1, 128)
 _HYSTERESIS = 0.15
+# Silero's speech probability falls with the level: a talker at -40 dBFS (FSDD's quieter
+# speaker, a soft telephone line) reads as silence inside his own words, so endpoints land
+# mid-word and the word's tail is heard again as a new utterance. The model therefore hears
+# the stream with a gain that brings the loudest recent window to _TARGET_DB: the ratio of
+# speech to noise is what it judges, not the level. At most _MAX_GAIN_DB, so a quiet room is
+# not raised to speech level; the reference level decays slowly to follow a talker change.
+_TARGET_DB = -12.0
+_MAX_GAIN_DB = 24.0
+_LEVEL_DECAY_DB_PER_S = 2.0
 
 
 @dataclass(frozen=True)
 class VadEvent:
-    """A speech boundary; ``time_s`` is seconds from the start of the stream."""
+    """A speech boundary; ``time_s`` is seconds from the start of the stream, ``decided_s``
+    the end of the audio that decided it (the window completing the silence or speech run)."""
 
     kind: Literal["speech_start", "speech_end"]
     time_s: float
+    decided_s: float
 
 
 @functools.cache
@@ -90,6 +101,8 @@ class SileroVad:
         self._silence_start: int | None = None  # first sample of a run of sub-threshold windows in speech
         self._silence_confirmed = False  # that run has dipped below the hysteresis threshold
         self._last_end = 0  # sample of the last speech_end, so a start never precedes it
+        self._level_db = -120.0  # loudest recent window (RMS, dBFS), decaying
+        self._decay_db = _LEVEL_DECAY_DB_PER_S * _WINDOW / sample_rate
 
     def process(self, samples: NDArray[np.float32]) -> list[VadEvent]:
         """Feed 1-D float32 samples; return the boundaries decided by them, in order."""
@@ -109,7 +122,7 @@ class SileroVad:
 
     def flush(self) -> list[VadEvent]:
         """End of stream: close an open speech span at the end of the audio."""
-        end = self._cursor + self._pending.size
+        end = decided = self._cursor + self._pending.size
         self._pending = np.zeros(0, dtype=np.float32)
         self._run_start = None
         if not self._in_speech:
@@ -119,10 +132,13 @@ class SileroVad:
             end = min(self._silence_start + self._pad, end)
         self._silence_start = None
         self._silence_confirmed = False
-        return [VadEvent("speech_end", end / self.sample_rate)]
+        return [VadEvent("speech_end", end / self.sample_rate, decided / self.sample_rate)]
 
     def _probability(self, window: NDArray[np.float32]) -> float:
-        model_input = np.concatenate([self._context, window])[np.newaxis, :]
+        rms_db = 10 * np.log10(float(np.mean(np.square(window, dtype=np.float64))) + 1e-12)
+        self._level_db = max(rms_db, self._level_db - self._decay_db)
+        gain = 10 ** (min(max(_TARGET_DB - self._level_db, 0.0), _MAX_GAIN_DB) / 20)
+        model_input = (gain * np.concatenate([self._context, window]))[np.newaxis, :].astype(np.float32)
         output, self._state = self._session.run(None, {"input": model_input, "state": self._state, "sr": self._sr})
         self._context = window[-self._context.size :].copy()
         return float(output[0, 0])
@@ -143,7 +159,7 @@ class SileroVad:
             self._silence_start = None
             onset = max(self._run_start - self._pad, self._last_end, 0)
             self._run_start = None
-            return VadEvent("speech_start", onset / self.sample_rate)
+            return VadEvent("speech_start", onset / self.sample_rate, self._cursor / self.sample_rate)
         if probability >= self.threshold:
             self._silence_start = None
             self._silence_confirmed = False
@@ -160,4 +176,4 @@ class SileroVad:
         self._last_end = min(self._silence_start + self._pad, self._cursor)
         self._silence_start = None
         self._silence_confirmed = False
-        return VadEvent("speech_end", self._last_end / self.sample_rate)
+        return VadEvent("speech_end", self._last_end / self.sample_rate, self._cursor / self.sample_rate)

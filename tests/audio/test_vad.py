@@ -54,6 +54,10 @@ def test_speech_end_is_decided_after_min_silence() -> None:
         assert decided_at >= true_end + min_silence_ms / 1000
         assert decided_at <= true_end + min_silence_ms / 1000 + 0.2
         assert first_end.time_s < decided_at
+        # The event says where it was decided: the end of the window that completed the
+        # silence run, within one window of the piece that reported it.
+        assert first_end.decided_s >= first_end.time_s + min_silence_ms / 1000 - 0.05
+        assert decided_at - 512 / RATE < first_end.decided_s <= decided_at
 
 
 def test_pause_shorter_than_min_silence_does_not_split_speech() -> None:
@@ -108,3 +112,12 @@ def test_streams_share_the_session_but_not_state() -> None:
 def test_only_16_khz_is_accepted() -> None:
     with pytest.raises(ValueError):
         SileroVad(min_silence_ms=300, sample_rate=8000)
+
+
+@pytest.mark.parametrize("name", ["pause.wav", "speaker_a.wav", "speaker_b.wav"])
+def test_a_quiet_talker_is_endpointed_like_a_loud_one(name: str) -> None:
+    # 30 dB down (peaks near -40 dBFS: a soft telephone line): the same speech spans, not
+    # endpoints inside words where the model's probability sags with the level.
+    quiet = wav_float(name) * np.float32(10 ** (-30 / 20))
+    reported = run(SileroVad(min_silence_ms=200), quiet)
+    assert_events_match([event for event, _ in reported], expected_events(name))

@@ -107,6 +107,7 @@ class FakeNormalizer:
 class VadEvent:
     kind: Literal["speech_start", "speech_end"]
     time_s: float
+    decided_s: float
 
 
 class EnergyVad:
@@ -127,14 +128,14 @@ class EnergyVad:
                 self.quiet_since = None
                 if not self.in_speech:
                     self.in_speech = True
-                    events.append(VadEvent("speech_start", t))
+                    events.append(VadEvent("speech_start", t, t))
             elif self.in_speech:
                 if self.quiet_since is None:
                     self.quiet_since = t
                 elif t - self.quiet_since >= self.silence:
                     # Like Silero: decided after the silence, stamped where the silence began.
                     self.in_speech = False
-                    events.append(VadEvent("speech_end", self.quiet_since))
+                    events.append(VadEvent("speech_end", self.quiet_since, t))
         return events
 
 
