@@ -489,18 +489,23 @@ class Session:
             if segment is not None:
                 actions.append(SendFrame(self._final(ch, segment, _Cut.LENGTH)))
         actions += self._utterance_end(ch)
-        # The decoder's provisional tail shows in interims (Deepgram's interims are revisable
-        # too); finals only ever carry decided tokens.
+        if self.params.interim_results:
+            actions += self._interim(ch, result, decoded_until)
+        return actions
+
+    def _interim(self, ch: _Channel, result: ChunkResult, decoded_until: float) -> list[Action]:
+        """An interim when the open segment's shown words changed. The decoder's provisional
+        tail shows in interims (Deepgram's interims are revisable too); finals only ever carry
+        decided tokens."""
+        transcript = ch.transcript
         words = transcript.preview(result.chunk_start, result.partial_tokens, result.partial_frames,
                                    result.partial_conf, decoded_until=decoded_until)
-        if self.params.interim_results and words and words != ch.shown:
-            ch.shown = words
-            alternative = format_words(words, self._style,
-                                       sentence_start=ch.sentence_start, sentence_end=False)
-            segment = Segment(transcript.segment_start, transcript.cursor, ())
-            actions.append(SendFrame(self._results(ch.index, segment, alternative,
-                                                   is_final=False, cut=None)))
-        return actions
+        if not words or words == ch.shown:
+            return []
+        ch.shown = words
+        alternative = format_words(words, self._style, sentence_start=ch.sentence_start, sentence_end=False)
+        segment = Segment(transcript.segment_start, transcript.cursor, ())
+        return [SendFrame(self._results(ch.index, segment, alternative, is_final=False, cut=None))]
 
     def _utterance_end(self, ch: _Channel, *, stream_ended: bool = False) -> list[Action]:
         """UtteranceEnd once `utterance_end_ms` of decoded audio follow the last word, or the
