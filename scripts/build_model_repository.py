@@ -315,8 +315,9 @@ def first_request_samples(p: Profile) -> int:
     return int(p.facts["first_chunk_samples"]) - window(p).lead * int(p.manifest["features"]["hop_length"])
 
 
-def ensemble_manifest(p: Profile, opts: Options) -> str:
-    """The JSON the ensemble carries (contract keys plus geometry), ASCII only."""
+def ensemble_manifest(p: Profile, keyterms: bool) -> str:
+    """The JSON the ensemble carries (contract keys plus geometry), ASCII only; ``keyterms``:
+    the decoder boosts them."""
     out: dict[str, Any] = {k: p.manifest[k] for k in MANIFEST_MODEL_KEYS}
     out["profile"] = p.name
     out["head"] = p.head
@@ -325,7 +326,7 @@ def ensemble_manifest(p: Profile, opts: Options) -> str:
     out["profiles"] = list(p.manifest["profiles"])
     out["mode"] = p.mode
     out["partial_outputs"] = True  # PARTIAL_* (docs/triton-contract.md): templates since keyterms
-    out["keyterms"] = decoding_values(p, opts)["keyterm_boost"] != 0  # the decoder boosts them
+    out["keyterms"] = keyterms
     if p.mode == "buffered":
         out["buffer"] = p.facts["buffer"]
     return json.dumps(out, ensure_ascii=True, separators=(",", ":"))
@@ -375,6 +376,7 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
     onnx_key = f"{p.head}_int8" if int8 else p.head
     if onnx_key not in f["onnx"]:
         raise RenderError(f"{p.model_dir}: profile {p.name} has no {onnx_key} graph (export with --int8?)")
+    decoding = decoding_values(p, opts)
     return {
         "generated_note": GENERATED_NOTE,
         "max_batch_size": opts.max_batch_size,
@@ -409,13 +411,13 @@ def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:
         "features_model": f"{p.prefix}_features",
         "encoder_model": f"{p.prefix}_encoder",
         "decoder_model": f"{p.prefix}_decoder",
-        "manifest": pbtxt_string(ensemble_manifest(p, opts)),
+        "manifest": pbtxt_string(ensemble_manifest(p, keyterms=decoding["keyterm_boost"] != 0)),
         "target": target,
         "encoder_backend": spec.encoder_backend,
         "encoder_backend_name": target,
         "instance_kind": spec.instance_kind,
         **rnnt_values(p),
-        **decoding_values(p, opts),
+        **decoding,
         **state_values(target),
     }
 
