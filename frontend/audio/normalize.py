@@ -10,9 +10,9 @@ Paths, cheapest first:
   sniffed, not trusted from ``encoding``: browsers label WebM/Opus as ``opus`` and Safari's AAC
   arrives as MP4.
 
-Then: downmix to mono (mean of the channels) unless ``multichannel``, and resample to
-``target_rate`` (`frontend.audio.resample`). Downmixing before resampling resamples one channel
-instead of n.
+Then: downmix to mono (mean of the channels) unless ``multichannel``, resample to
+``target_rate`` (`frontend.audio.resample`), and remove any DC offset (`frontend.audio.dc`).
+Downmixing before resampling resamples one channel instead of n.
 
 Client errors surface as exceptions from `AudioNormalizer.feed` / `AudioNormalizer.flush`, also
 those known at construction (unknown encoding, declared channels or rate over the caps): the
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from frontend.audio.container import ContainerDecoder, DecodedBlock
+from frontend.audio.dc import DcBlocker
 from frontend.audio.pcm import (
     RIFF_SNIFF_BYTES,
     PcmDecoder,
@@ -89,6 +90,7 @@ class AudioNormalizer:
         self._wav_remaining: int | None = None
         self._container: ContainerDecoder | None = None
         self._resampler: StreamResampler | None = None
+        self._dc: DcBlocker | None = None
         self._input_channels = 0
         self._pending_error: Exception | None = None
         if self._encoding is not None and self._raw_format is None and self._encoding not in CONTAINER_ENCODINGS:
@@ -154,7 +156,7 @@ class AudioNormalizer:
             assert self._container is not None
             outputs.append(self._emit_blocks(self._container.finish()))
         if self._resampler is not None:
-            outputs.append(self._resampler.flush())
+            outputs.append(self._remove_dc(self._resampler.flush()))
         self._stage = "done"
         return _concat(outputs, self._empty())
 
@@ -239,7 +241,7 @@ class AudioNormalizer:
         self.received_seconds += samples.shape[1] / rate
         if channels > 1 and not self._multichannel:
             samples = samples.mean(axis=0, keepdims=True, dtype=np.float32)
-        return self._resampler.process(samples)
+        return self._remove_dc(self._resampler.process(samples))
 
     def _emit_new_format(self, samples: NDArray[np.float32], rate: int) -> NDArray[np.float32]:
         """First block, or a container that changed rate/layout mid-stream (chained Ogg)."""
@@ -249,10 +251,15 @@ class AudioNormalizer:
             if self.out_channels is not None and self.out_channels != channels:
                 raise UndecodableAudio(f"channel count changed from {self.out_channels} to {channels} mid-stream")
             self.out_channels = channels
-        tail = self._resampler.flush() if self._resampler is not None else self._empty()
+        tail = self._remove_dc(self._resampler.flush()) if self._resampler is not None else self._empty()
         self._input_channels = channels
         self._resampler = StreamResampler(rate, self.out_channels or 1, self.target_rate)
         return _concat([tail, self._emit(samples, rate)], self._empty())
+
+    def _remove_dc(self, samples: NDArray[np.float32]) -> NDArray[np.float32]:
+        if self._dc is None or self._dc.channels != samples.shape[0]:
+            self._dc = DcBlocker(samples.shape[0], self.target_rate)
+        return self._dc.process(samples)
 
     def _check_format(self, rate: int, channels: int) -> None:
         if channels > self._max_channels:

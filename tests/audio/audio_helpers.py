@@ -13,6 +13,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from frontend.audio.dc import CUTOFF_HZ
 from frontend.audio.normalize import AudioNormalizer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -39,6 +40,19 @@ def wav_pcm(name: str) -> bytes:
 def wav_float(name: str) -> NDArray[np.float32]:
     """A 16 kHz mono fixture as float32 in [-1, 1]."""
     return np.frombuffer(wav_pcm(name), dtype="<i2").astype(np.float32) / 32768
+
+
+def dc_blocked(samples: NDArray[np.float32], rate: int = RATE) -> NDArray[np.float32]:
+    """What the normaliser's DC blocker should make of ``samples`` (one channel): the one-pole
+    high-pass, sample by sample, starting from the first sample."""
+    r = np.exp(-2 * np.pi * CUTOFF_HZ / rate)
+    out = np.empty(len(samples))
+    x_prev, y = float(samples[0]), 0.0
+    for i, x in enumerate(samples.astype(np.float64).tolist()):
+        y = x - x_prev + r * y
+        x_prev = x
+        out[i] = y
+    return out.astype(np.float32)
 
 
 def normalizer(

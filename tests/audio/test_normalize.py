@@ -20,6 +20,7 @@ from frontend.protocol.errors import ChannelsTooMany, SampleRateTooHigh, Undecod
 from tests.audio.audio_helpers import (
     RATE,
     best_alignment,
+    dc_blocked,
     encode_wav,
     feed_all,
     fixture_bytes,
@@ -63,12 +64,12 @@ def g711_encode(samples: NDArray[np.float32], codec: str) -> bytes:
 # --- raw PCM -----------------------------------------------------------------------------------
 
 
-def test_linear16_16k_is_exact_and_reports_duration() -> None:
+def test_linear16_16k_decodes_every_sample_and_reports_duration() -> None:
     pcm = wav_pcm("speaker_a.wav")
     norm = normalizer("linear16", 16000)
     out = feed_all(norm, pcm, 2048)
     assert out.dtype == np.float32 and out.shape == (1, len(pcm) // 2)
-    np.testing.assert_array_equal(out[0], wav_float("speaker_a.wav"))
+    np.testing.assert_allclose(out[0], dc_blocked(wav_float("speaker_a.wav")), atol=1e-6)
     assert norm.received_seconds == pytest.approx(len(pcm) / 2 / RATE)
     assert norm.out_channels == 1
 
@@ -80,10 +81,27 @@ def test_linear16_frames_ending_mid_sample_give_the_same_samples() -> None:
     np.testing.assert_array_equal(split, whole)
 
 
+def test_dc_offset_is_removed_and_speech_kept() -> None:
+    speech = wav_float("speaker_a.wav")
+    clean = feed_all(normalizer("linear16", 16000), wav_pcm("speaker_a.wav"), 3200)
+    # A cheap microphone's offset (FSDD's speaker nicolas records with 0.7 % of full scale).
+    offset = np.round((speech + 0.05) * 32768).clip(-32768, 32767).astype("<i2").tobytes()
+    out = feed_all(normalizer("linear16", 16000), offset, random_sizes(seed=8))
+    np.testing.assert_allclose(out, clean, atol=3 / 32768)
+    assert abs(float(out.mean())) < 1e-3 < abs(float(speech.mean()) + 0.05)
+
+    # Speech frequencies pass: a 120 Hz tone (a low voice's pitch) keeps its level within 0.1 dB.
+    t = np.arange(RATE) / RATE
+    tone = (0.5 * np.sin(2 * np.pi * 120 * t)).astype("<f4")
+    passed = feed_all(normalizer("linear32", 16000), tone.tobytes(), 1600)[0, RATE // 2 :]
+    gain_db = 20 * np.log10(np.sqrt(np.mean(passed**2)) / np.sqrt(np.mean(tone[RATE // 2 :] ** 2)))
+    assert abs(gain_db) < 0.1
+
+
 def test_linear32_is_float_little_endian() -> None:
     reference = wav_float("speaker_a.wav")
     out = feed_all(normalizer("linear32", 16000), reference.astype("<f4").tobytes(), random_sizes(seed=2))
-    np.testing.assert_array_equal(out[0], reference)
+    np.testing.assert_allclose(out[0], dc_blocked(reference), atol=1e-6)
 
 
 def test_g711_tables_match_ffmpeg_decoders() -> None:
@@ -98,8 +116,8 @@ def test_g711_tables_match_ffmpeg_decoders() -> None:
 
 @pytest.mark.parametrize(("encoding", "codec"), [("mulaw", "pcm_mulaw"), ("alaw", "pcm_alaw")])
 def test_g711_round_trip_keeps_speech(encoding: str, codec: str) -> None:
-    reference = wav_float("speaker_a.wav")
-    coded = g711_encode(reference, codec)
+    coded = g711_encode(wav_float("speaker_a.wav"), codec)
+    reference = dc_blocked(wav_float("speaker_a.wav"))
     out = feed_all(normalizer(encoding, 16000), coded, random_sizes(seed=3, high=200))
     assert out.shape == (1, len(reference))
     snr = 10 * np.log10(np.sum(reference**2) / np.sum((out[0] - reference) ** 2))
@@ -140,8 +158,8 @@ def test_raw_stereo_downmix_and_multichannel() -> None:
     separate = feed_all(normalizer("linear16", 16000, channels=2, multichannel=True), stereo, sizes)
     assert separate.shape[0] == 2
     n = separate.shape[1]
-    np.testing.assert_allclose(separate[0], a[:n], atol=1 / 32768)
-    np.testing.assert_allclose(separate[1], b[:n], atol=1 / 32768)
+    np.testing.assert_allclose(separate[0], dc_blocked(a[:n]), atol=2 / 32768)
+    np.testing.assert_allclose(separate[1], dc_blocked(b[:n]), atol=2 / 32768)
 
     mixed = feed_all(normalizer("linear16", 16000, channels=2, multichannel=False), stereo, sizes)
     assert mixed.shape == (1, n)
@@ -182,10 +200,10 @@ def test_container_stereo_downmix_and_multichannel() -> None:
 @pytest.mark.parametrize("encoding", ["linear16", None])
 def test_wav_header_is_parsed_not_played(encoding: str | None) -> None:
     wav = fixture_bytes("speaker_a.wav")
-    reference = wav_float("speaker_a.wav")
+    reference = dc_blocked(wav_float("speaker_a.wav"))
     # The first frames split the 44-byte header itself.
     out = feed_all(normalizer(encoding, 16000), wav, [1, 3, 7, 20, 50] + random_sizes(seed=6))
-    np.testing.assert_array_equal(out[0], reference)
+    np.testing.assert_allclose(out[0], reference, atol=1e-6)
 
 
 def test_wav_header_overrides_declared_rate_and_channels() -> None:
