@@ -126,6 +126,9 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--lm-weight", type=float, default=0.5)
     ap.add_argument("--word-bonus", type=float, default=1.0)
+    ap.add_argument("--unk-logprob", type=float, default=None,
+                    help="ln P charged for a word outside the vocabulary (scripts/tune_lm.py --unk-logprobs "
+                         "measures it); default: the file's <unk>")
     ap.add_argument("--keyterm-boost", type=float, default=9.0,
                     help="nats per keyterm word (scripts/tune_keyterms.py measures it); 0 ignores keyterms")
     ap.add_argument("--order", type=int, default=3)
@@ -153,6 +156,8 @@ def main() -> None:
         manifest["lm"] = {"file": LM_FILE, "beam": args.beam, "lm_weight": args.lm_weight,
                           "word_bonus": args.word_bonus, "keyterm_boost": args.keyterm_boost, "about": about,
                           "sha256": hashlib.sha256(out.read_bytes()).hexdigest()}
+        if args.unk_logprob is not None:
+            manifest["lm"]["unk_logprob"] = args.unk_logprob
         manifest_path.write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
         print(f"{manifest_path}: lm block {manifest['lm']}")
 

@@ -358,11 +358,12 @@ def decoding_values(p: Profile, opts: Options) -> dict[str, Any]:
     lm = lm_block(p, opts)
     if lm is None:
         return {"beam_size": 1, "vocabulary_file": "", "lm_file": "", "lm_weight": 0.0, "word_bonus": 0.0,
-                "keyterm_boost": 0.0}
-    # A manifest from before keyterm boosting has no boost: keyterms stay ignored for it.
+                "unk_logprob": "", "keyterm_boost": 0.0}
+    # A manifest from before keyterm boosting has no boost: keyterms stay ignored for it; one
+    # without unk_logprob charges unknown words the LM file's <unk> score.
     return {"beam_size": int(lm["beam"]), "vocabulary_file": VOCABULARY_FILE, "lm_file": lm.get("file", ""),
             "lm_weight": float(lm["lm_weight"]), "word_bonus": float(lm["word_bonus"]),
-            "keyterm_boost": float(lm.get("keyterm_boost", 0.0))}
+            "unk_logprob": str(lm.get("unk_logprob", "")), "keyterm_boost": float(lm.get("keyterm_boost", 0.0))}
 
 
 def profile_values(p: Profile, target: Target, opts: Options) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def main() -> None:
     manifest = json.loads((args.model_dir / "manifest.json").read_text())
     vocab, block = manifest["vocabulary"], manifest["lm"]
     pieces = Pieces(vocab, blank=int(manifest["blank_id"]))
-    lm = WordLM(args.model_dir / block["file"])
+    lm = WordLM(args.model_dir / block["file"], block.get("unk_logprob"))
     cfg = BeamConfig(beam=int(block["beam"]), lm_weight=float(block["lm_weight"]),
                      word_bonus=float(block["word_bonus"]))
     rows = [r for _, r in select_rows(read_manifest(args.corpus / "val.jsonl"), args.limit)]

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Measure the CTC beam search + word LM against greedy decoding, offline, on the model's
-full-utterance log-probs (computed once per set and cached), and pick the LM weight and word
-bonus on the validation set only; the evaluation sets are then decoded with that choice.
+full-utterance log-probs (computed once per set and cached), and pick the LM weight, word
+bonus and unknown-word charge on the validation set only; the evaluation sets are then decoded
+with that choice.
 
 The decoder is the served one (``model_repository/templates/ctc_decoder/ctc_beam.py``).
 
@@ -46,6 +47,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=None, help="evaluation sets (eval_common names)")
     ap.add_argument("--weights", type=floats, default=floats("0.3,0.5,0.8,1.2"))
     ap.add_argument("--bonuses", type=floats, default=floats("0,1,2,3"))
+    ap.add_argument("--unk-logprobs", type=floats, default=None,
+                    help="ln P charged for a word outside the LM's vocabulary (default: the file's <unk>)")
     ap.add_argument("--beam", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None)
@@ -59,9 +62,10 @@ def main() -> None:
         model.encoder.set_default_att_context_size(ctx)
     vocab = [model.tokenizer.ids_to_tokens([i])[0] for i in range(model.tokenizer.vocab_size)]
     pieces = Pieces(vocab, blank=len(vocab))
-    lm = WordLM(args.lm)
+    lms = {u: WordLM(args.lm, u) for u in args.unk_logprobs or [None]}
 
-    def run(lps, refs, cfg: BeamConfig | None):
+    def run(lps, refs, cfg: BeamConfig | None, unk: float | None = None):
+        lm = lms.get(unk)
         hyps = [ids_text(model, greedy_ids(lp, pieces.blank) if cfg is None else decode_utterance(lp, pieces, lm, cfg))
                 for lp in lps]
         return score(refs, hyps), hyps
@@ -83,14 +87,17 @@ def main() -> None:
     s0, _ = run(val_lp, val_refs, None)
     print(f"val greedy: WER {100 * s0.wer:.1f}% CER {100 * s0.cer:.1f}%", flush=True)
     grid = []
-    for w, b in itertools.product(args.weights, args.bonuses):
+    combos = list(itertools.product(lms, args.weights, args.bonuses))
+    for u, w, b in combos:
         t0 = time.monotonic()
         cfg = BeamConfig(beam=args.beam, lm_weight=w, word_bonus=b)
-        s, _ = run(val_lp, val_refs, cfg)
-        grid.append({"lm_weight": w, "word_bonus": b, "wer": s.wer, "cer": s.cer})
-        print(f"val beam {args.beam} w={w} b={b}: WER {100 * s.wer:.1f}% CER {100 * s.cer:.1f}% "
-              f"({time.monotonic() - t0:.1f} s)", flush=True)
-    best = min(grid, key=lambda g: g["wer"])
+        s, _ = run(val_lp, val_refs, cfg, u)
+        grid.append({"unk_logprob": lms[u].unk_logprob, "lm_weight": w, "word_bonus": b, "wer": s.wer, "cer": s.cer})
+        print(f"val beam {args.beam} unk={lms[u].unk_logprob:.2f} w={w} b={b}: WER {100 * s.wer:.1f}% "
+              f"CER {100 * s.cer:.1f}% ({time.monotonic() - t0:.1f} s)", flush=True)
+    best_i = min(range(len(grid)), key=lambda i: grid[i]["wer"])
+    best = grid[best_i]
+    unk = combos[best_i][0]
     cfg = BeamConfig(beam=args.beam, lm_weight=best["lm_weight"], word_bonus=best["word_bonus"])
     report = {"model": str(args.model), "lm": str(args.lm), "latency": args.latency, "beam": args.beam,
               "val_greedy": {"wer": s0.wer, "cer": s0.cer}, "grid": grid, "chosen": best, "sets": {}}
@@ -100,7 +107,7 @@ def main() -> None:
         refs = [r["text"] for r in rows]
         g, _ = run(lps, refs, None)
         t0 = time.monotonic()
-        b, hyps = run(lps, refs, cfg)
+        b, hyps = run(lps, refs, cfg, unk)
         secs = time.monotonic() - t0
         audio = sum(r["duration"] for r in rows)
         report["sets"][es.name] = {"n": len(rows), "greedy": vars(g), "beam": vars(b), "decode_rtf": secs / audio}

@@ -45,7 +45,8 @@ def served_search() -> tuple[Pieces, WordLM, BeamConfig]:
     manifest = model_manifest()
     lm = manifest["lm"]
     cfg = BeamConfig(beam=lm["beam"], lm_weight=lm["lm_weight"], word_bonus=lm["word_bonus"])
-    return Pieces(manifest["vocabulary"], manifest["blank_id"]), WordLM(MODEL_DIR / lm["file"]), cfg
+    model = WordLM(MODEL_DIR / lm["file"], lm.get("unk_logprob"))
+    return Pieces(manifest["vocabulary"], manifest["blank_id"]), model, cfg
 
 
 def offline_tokens(responses: list[Response], steps: list[Step]) -> list[int]:

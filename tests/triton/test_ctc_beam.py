@@ -77,6 +77,14 @@ def test_the_lm_turns_an_acoustic_near_tie_into_the_known_word(lm: WordLM) -> No
     assert decode_utterance(lp, PIECES, None, BeamConfig(lm_weight=0, word_bonus=0)) == [1, 2, 5]
 
 
+def test_the_unknown_word_charge_decides_between_a_known_word_and_a_new_spelling(lm_file: Path) -> None:
+    # "▁the ▁dog s": acoustics prefer the "s" of "dogs", a word the LM never saw.
+    lp = frames(1, BLANK, 6, BLANK, {7: 0.9}, BLANK)
+    cfg = BeamConfig(lm_weight=1.0, word_bonus=0)
+    assert decode_utterance(lp, PIECES, WordLM(lm_file, unk_logprob=-0.5), cfg) == [1, 6, 7]
+    assert decode_utterance(lp, PIECES, WordLM(lm_file, unk_logprob=-20.0), cfg) == [1, 6]
+
+
 def test_streaming_in_blocks_equals_one_pass_and_tokens_keep_their_frames(lm: WordLM) -> None:
     rng = np.random.default_rng(1)
     spec: list[dict[int, float] | int] = []

@@ -79,7 +79,8 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
             return
         vocabulary = json.loads((version_dir / parameter(cfg, "vocabulary_file", str)).read_text())
         lm_file = parameter(cfg, "lm_file", str)
-        self.lm = WordLM(version_dir / lm_file) if lm_file else None
+        unk = parameter(cfg, "unk_logprob", str)
+        self.lm = WordLM(version_dir / lm_file, float(unk) if unk else None) if lm_file else None
         self.pieces = Pieces(vocabulary, self.blank)
         self.beam = BeamConfig(beam=beam, lm_weight=parameter(cfg, "lm_weight", float),
                                word_bonus=parameter(cfg, "word_bonus", float))

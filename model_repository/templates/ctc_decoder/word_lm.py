@@ -1,8 +1,10 @@
 """A word n-gram language model read from an ARPA file (plain or gzip), for the CTC beam search.
 
 Scores are natural logs. Backoff follows the ARPA convention: an n-gram missing from the
-file scores its context's backoff weight plus the score of the shorter n-gram. Words the
-model does not know score ``<unk>`` (the file's, or ``unk_logprob``).
+file scores its context's backoff weight plus the score of the shorter n-gram. A word the
+model does not know scores ``unk_logprob`` whatever its context: a decoding setting (how much
+the search distrusts a spelling outside the vocabulary), by default the file's ``<unk>`` unigram
+(else -10).
 
 Every profile's decoder is its own process with its own copy, so the n-grams live in sorted
 numpy arrays (a 64-bit key per n-gram, float32 scores: about 16 bytes each) rather than dicts:
@@ -69,7 +71,7 @@ class _Table:
 class WordLM:
     """Backoff n-gram model; ``score(history, word)`` is ln P(word | history)."""
 
-    def __init__(self, path: str | Path, unk_logprob: float = -10.0) -> None:
+    def __init__(self, path: str | Path, unk_logprob: float | None = None) -> None:
         self.order = 0
         self._ids: dict[str, int] = {}
         self._tables: dict[int, _Table] = {}
@@ -79,7 +81,8 @@ class WordLM:
         self.words = frozenset(self._ids) - {BOS, EOS, UNK}
         unigrams = self._tables[1]
         unk = unigrams.find(self._key((UNK,))) if UNK in self._ids else -1
-        self.unk_logprob = float(unigrams.prob[unk]) if unk >= 0 else unk_logprob
+        self.unk_logprob = unk_logprob if unk_logprob is not None else (
+            float(unigrams.prob[unk]) if unk >= 0 else -10.0)
         # What a word the user vouches for (a keyterm) but the model never saw is charged:
         # as likely as the rarest word it knows, rather than as an unknown.
         known = [unigrams.find(self._key((w,))) for w in self.words]
@@ -156,7 +159,7 @@ class WordLM:
     def _score(self, history: tuple[str, ...], word: str) -> float:
         """ln P(word | the last ``order - 1`` words of history): ``score``, uncached."""
         if word not in self.words and word != EOS:
-            word = UNK
+            return self.unk_logprob
         context = history[len(history) - self.order + 1:] if self.order > 1 else ()
         penalty = 0.0
         while True:
