@@ -88,9 +88,7 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
         self.log.log_info(f"{self.name}: beam search {self.beam}, LM {lm_file or 'none'}")
 
     def new_state(self, options: dict[str, Any]) -> CtcState | CtcBeamSearch:
-        if self.beam is None:
-            return CtcState(previous=self.blank)
-        return CtcBeamSearch(self.pieces, self.lm, self.beam, self._keyterms(options))
+        return self._fresh(self._keyterms(options) if self.beam is not None else None)
 
     def configure(self, state: CtcState | CtcBeamSearch, options: dict[str, Any]) -> None:
         if isinstance(state, CtcBeamSearch) and "keyterms" in options:
@@ -100,9 +98,13 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
         return Keyterms.parse(json.loads(options.get("keyterms", "[]")), self.pieces, self.keyterm_boost)
 
     def next_utterance(self, state: CtcState | CtcBeamSearch) -> CtcState | CtcBeamSearch:
-        if isinstance(state, CtcBeamSearch):
-            return CtcBeamSearch(self.pieces, self.lm, self.beam, state.keyterms)
-        return CtcState(previous=self.blank)
+        return self._fresh(state.keyterms if isinstance(state, CtcBeamSearch) else None)
+
+    def _fresh(self, keyterms: Keyterms | None) -> CtcState | CtcBeamSearch:
+        """An utterance's start: greedy state, or an empty beam keeping the stream's keyterms."""
+        if self.beam is None:
+            return CtcState(previous=self.blank)
+        return CtcBeamSearch(self.pieces, self.lm, self.beam, keyterms)
 
     def decode(self, jobs: list[DecodeJob[CtcState | CtcBeamSearch]]) -> list[Decoded]:
         return [
