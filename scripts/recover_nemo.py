@@ -34,7 +34,17 @@ def graph_tensors(onnx_path: Path) -> dict[str, np.ndarray]:
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(onnx_path)).graph  # external data resolves beside the graph
+    # External data is read here, not by onnx.load: onnx refuses a weights file with several
+    # hard links, and the model repository builder hard-links the shipped one.
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    for init in graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            where = {entry.key: entry.value for entry in init.external_data}
+            with (onnx_path.parent / where["location"]).open("rb") as blob:
+                blob.seek(int(where.get("offset", 0)))
+                init.raw_data = blob.read(int(where.get("length", -1)))
+            init.data_location = onnx.TensorProto.DEFAULT
+            del init.external_data[:]
     values = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     for node in graph.node:
         # The exporter keeps one of several equal tensors (fresh layer norms, say) and names the
