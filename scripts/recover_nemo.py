@@ -27,6 +27,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from train_embedded import SPM_OPTIONS, build_model, write_vocab  # noqa: E402
 
 
 def graph_tensors(onnx_path: Path) -> dict[str, np.ndarray]:
@@ -77,8 +78,7 @@ def write_tokenizer(vocab: list[str], out_dir: Path) -> None:
     template = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter([" ".join(chars)] * 4), model_writer=template, vocab_size=len(chars) + 2,
-        model_type="bpe", character_coverage=1.0, unk_id=0, bos_id=-1, eos_id=-1, minloglevel=2,
-        hard_vocab_limit=False,
+        hard_vocab_limit=False, **SPM_OPTIONS,
     )
     proto = pb.ModelProto()
     proto.ParseFromString(template.getvalue())
@@ -91,29 +91,10 @@ def write_tokenizer(vocab: list[str], out_dir: Path) -> None:
     proto.trainer_spec.vocab_size = len(vocab)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "tokenizer.model").write_bytes(proto.SerializeToString())
-    (out_dir / "vocab.txt").write_text("".join(p + "\n" for p in vocab))
+    write_vocab(out_dir, vocab)
     rebuilt = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
     if [rebuilt.id_to_piece(i) for i in range(rebuilt.get_piece_size())] != vocab:
         raise SystemExit("rebuilt tokenizer does not reproduce the vocabulary")
-
-
-def build_model(config: Path, tokenizer_dir: Path):
-    """A randomly initialised CTC model of ``config``: a training config with ``model:`` at the
-    root (``scripts/embedded_model.yaml``) or the ``model_config.yaml`` of a ``.nemo``."""
-    from nemo.collections.asr.models import EncDecCTCModelBPE
-    from omegaconf import OmegaConf, open_dict
-
-    cfg = OmegaConf.load(config)
-    cfg = cfg.model if "model" in cfg else cfg
-    with open_dict(cfg):
-        # A .nemo's config names its own archive's tokenizer files, and data sets that are not here.
-        cfg.tokenizer = {"dir": str(tokenizer_dir), "type": "bpe"}
-        for split in ("train_ds", "validation_ds", "test_ds"):
-            cfg.pop(split, None)
-        cfg.decoder.feat_in = cfg.encoder.d_model
-        cfg.decoder.num_classes = -1
-        cfg.decoder.vocabulary = []
-    return EncDecCTCModelBPE(cfg=cfg)
 
 
 def recover(export_dir: Path, config: Path, out: Path) -> list[str]:

@@ -48,29 +48,48 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------- model
 
 
+# SentencePiece trainer options of the embedded model's tokenizer (recover_nemo.py rebuilds a
+# tokenizer with the same normaliser from them).
+SPM_OPTIONS = {"model_type": "bpe", "character_coverage": 1.0, "unk_id": 0, "bos_id": -1, "eos_id": -1,
+               "minloglevel": 2}
+
+
 def train_tokenizer(text: Path, out_dir: Path, vocab_size: int) -> None:
     """SentencePiece BPE in the layout NeMo's `tokenizer.dir` expects."""
     import sentencepiece as spm
 
     out_dir.mkdir(parents=True, exist_ok=True)
     spm.SentencePieceTrainer.train(
-        input=str(text), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size,
-        model_type="bpe", character_coverage=1.0, unk_id=0, bos_id=-1, eos_id=-1,
-        num_threads=2, minloglevel=2,
+        input=str(text), model_prefix=str(out_dir / "tokenizer"), vocab_size=vocab_size, num_threads=2,
+        **SPM_OPTIONS,
     )
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / "tokenizer.model"))
-    (out_dir / "vocab.txt").write_text("".join(sp.id_to_piece(i) + "\n" for i in range(sp.get_piece_size())))
+    write_vocab(out_dir, [sp.id_to_piece(i) for i in range(sp.get_piece_size())])
+
+
+def write_vocab(out_dir: Path, pieces: list[str]) -> None:
+    (out_dir / "vocab.txt").write_text("".join(p + "\n" for p in pieces))
 
 
 def build_model(config: Path, tokenizer_dir: Path, overrides: dict[str, int] | None = None):
+    """A randomly initialised CTC model of ``config``: a training config with ``model:`` at the
+    root (``embedded_model.yaml``) or the ``model_config.yaml`` of a ``.nemo``."""
     from nemo.collections.asr.models import EncDecCTCModelBPE
+    from omegaconf import open_dict
 
     cfg = OmegaConf.load(config)
-    cfg.model.tokenizer.dir = str(tokenizer_dir)
-    for key, value in (overrides or {}).items():
-        cfg.model.encoder[key] = value
-    cfg.model.decoder.feat_in = cfg.model.encoder.d_model
-    return EncDecCTCModelBPE(cfg=cfg.model)
+    cfg = cfg.model if "model" in cfg else cfg
+    with open_dict(cfg):
+        # A .nemo's config names its own archive's tokenizer files, and data sets that are not here.
+        cfg.tokenizer = {"dir": str(tokenizer_dir), "type": "bpe"}
+        for split in ("train_ds", "validation_ds", "test_ds"):
+            cfg.pop(split, None)
+        for key, value in (overrides or {}).items():
+            cfg.encoder[key] = value
+        cfg.decoder.feat_in = cfg.encoder.d_model
+        cfg.decoder.num_classes = -1
+        cfg.decoder.vocabulary = []
+    return EncDecCTCModelBPE(cfg=cfg)
 
 
 def encoder_overrides(args: argparse.Namespace) -> dict[str, int]:
