@@ -22,6 +22,8 @@ request (possibly negative).
 
 from __future__ import annotations
 
+import heapq
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,6 +31,14 @@ import numpy as np
 from word_lm import BOS, EOS, WordLM
 
 NEG_INF = float("-inf")
+
+
+def _logaddexp(a: float, b: float) -> float:
+    # numpy's ufunc costs about a microsecond per call on Python floats; the search makes
+    # millions of these calls.
+    if a < b:
+        a, b = b, a
+    return a if b == NEG_INF else a + math.log1p(math.exp(b - a))
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,11 @@ class CtcBeamSearch:
         self.lm = lm
         self.cfg = cfg
         self.keyterms = keyterms
+        # A finished keyterm word's boost plus a partial one's credit; the bound is only sound for
+        # a non-negative LM weight and charge, else every new prefix is worked out.
+        sound = cfg.lm_weight >= 0 and (lm is None or lm.unk_logprob <= 0)
+        best_boost = max([0.0, *keyterms.boosts.values()]) if keyterms else 0.0
+        self._boost_cap = 2 * best_boost if sound else math.inf
         self.t = 0  # frames consumed in this utterance
         self.quiet = 0  # sure-blank frames in a row
         start = _Hyp(pieces.blank, 0.0, 0, (BOS,), "", True, (), ())
@@ -150,9 +165,17 @@ class CtcBeamSearch:
 
     def _total(self, key: tuple[int, ...]) -> float:
         pb, pnb = self.beams[key]
-        h = self.info[key]
-        return (float(np.logaddexp(pb, pnb)) + self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words
-                + h.boost + h.credit)
+        return _logaddexp(pb, pnb) + self._rest(self.info[key])
+
+    def _rest(self, h: _Hyp) -> float:
+        """Everything in a prefix's total besides its CTC score."""
+        return self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words + h.boost + h.credit
+
+    def _bound(self, h: _Hyp, token: int) -> float:
+        """At least ``_rest`` of ``h`` extended by ``token``: the extension adds LM charges (never
+        positive), maybe a word, and keyterm boosts of at most ``_boost_cap``."""
+        return (self.cfg.lm_weight * h.lm + self.cfg.word_bonus * (h.words + self.p.starts_word[token])
+                + h.boost + self._boost_cap)
 
     def _complete_word(self, h: _Hyp) -> tuple[float, tuple[str, ...]]:
         """LM charge and new history for finishing ``h.partial`` (empty partial: nothing)."""
@@ -181,7 +204,7 @@ class CtcBeamSearch:
             partial = partial + self.p.text[token]
             known = h.known_prefix
         credit = kt.credit(partial, prev) if kt else 0.0
-        if (known and self.lm is not None and partial and partial not in self.lm.prefixes
+        if (known and self.lm is not None and partial and not self.lm.is_prefix(partial)
                 and not (kt and kt.spells(partial, prev))):
             lm += self.lm.unk_logprob
             known = False
@@ -214,36 +237,64 @@ class CtcBeamSearch:
         return self._emit_stable()
 
     def _step(self, row: np.ndarray, lp_blank: float, candidates: list[int]) -> None:
+        blank = self.p.blank
+        lp = row.tolist()
         nxt: dict[tuple[int, ...], list[float]] = {}
+        born: dict[tuple[int, ...], tuple[_Hyp, int]] = {}  # new prefix: (parent, token)
 
         def add(key: tuple[int, ...], b: float, nb: float) -> None:
             cur = nxt.get(key)
             if cur is None:
                 nxt[key] = [b, nb]
             else:
-                cur[0] = float(np.logaddexp(cur[0], b))
-                cur[1] = float(np.logaddexp(cur[1], nb))
+                cur[0] = _logaddexp(cur[0], b)
+                cur[1] = _logaddexp(cur[1], nb)
 
         for key, (pb, pnb) in self.beams.items():
             h = self.info[key]
-            total = float(np.logaddexp(pb, pnb))
+            total = _logaddexp(pb, pnb)
             add(key, total + lp_blank, NEG_INF)
-            if h.last != self.p.blank and pnb > NEG_INF:
-                add(key, NEG_INF, pnb + float(row[h.last]))  # the last token held
+            if h.last != blank and pnb > NEG_INF:
+                add(key, NEG_INF, pnb + lp[h.last])  # the last token held
             for c in candidates:
-                lp = float(row[c])
-                new = key + (c,)
                 # A repeat needs a blank in between to count as a new token.
                 via = pb if c == h.last else total
                 if via == NEG_INF:
                     continue
-                if new not in self.info:
-                    self.info[new] = self._extend(h, c, self.t, float(np.exp(lp)))
-                add(new, NEG_INF, via + lp)
-        self.beams = {k: (v[0], v[1]) for k, v in nxt.items()}
-        if len(self.beams) > self.cfg.beam:
-            keep = sorted(self.beams, key=self._total, reverse=True)[: self.cfg.beam]
-            self.beams = {k: self.beams[k] for k in keep}
+                new = key + (c,)
+                if new not in self.info and new not in born:
+                    born[new] = (h, c)
+                add(new, NEG_INF, via + lp[c])
+
+        def grow(key: tuple[int, ...]) -> float:
+            """The prefix's total, its LM facts worked out first if it is new."""
+            if key in born:
+                h, c = born.pop(key)
+                self.info[key] = self._extend(h, c, self.t, math.exp(lp[c]))
+            b, nb = nxt[key]
+            return _logaddexp(b, nb) + self._rest(self.info[key])
+
+        if len(nxt) <= self.cfg.beam:
+            for key in list(born):
+                grow(key)
+            self.beams = {k: (v[0], v[1]) for k, v in nxt.items()}
+        else:
+            # Working out a new prefix's LM facts is most of the search's cost, and most new
+            # prefixes fall out of the beam at once: they are worked out only while an upper
+            # bound on their total (LM charges are never positive) could still reach the beam.
+            totals = {k: grow(k) for k in nxt if k not in born}
+            bounds = sorted(((_logaddexp(*nxt[k]) + self._bound(h, c), k) for k, (h, c) in born.items()),
+                            key=lambda x: x[0], reverse=True)
+            floor = heapq.nlargest(self.cfg.beam, totals.values())
+            heapq.heapify(floor)
+            for bound, key in bounds:
+                if len(floor) == self.cfg.beam and bound < floor[0]:
+                    break
+                totals[key] = grow(key)
+                (heapq.heappushpop if len(floor) == self.cfg.beam else heapq.heappush)(floor, totals[key])
+            # Ties keep the order prefixes were proposed in, as a full sort would.
+            keep = sorted((k for k in nxt if k in totals), key=totals.__getitem__, reverse=True)[: self.cfg.beam]
+            self.beams = {k: (nxt[k][0], nxt[k][1]) for k in keep}
         self.info = {k: self.info[k] for k in self.beams}
 
     def _emit_stable(self) -> Emitted:

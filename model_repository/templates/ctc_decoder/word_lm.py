@@ -88,7 +88,9 @@ class WordLM:
         known = [unigrams.find(self._key((w,))) for w in self.words]
         self.rare_logprob = float(min((unigrams.prob[i] for i in known if i >= 0), default=self.unk_logprob))
         # Every prefix of a known word: a partial word outside them can only end as <unk>.
+        # The beam asks about the same partial words frame after frame: answers are cached.
         self.prefixes = _Prefixes(self.words)
+        self.is_prefix = functools.lru_cache(maxsize=SCORE_CACHE)(self.prefixes.__contains__)
         # A beam asks for the same few (history, word) pairs over and over; an array lookup
         # costs ~7 us against ~2 for a dict, so the recent answers are kept (a few MB).
         self.score = functools.lru_cache(maxsize=SCORE_CACHE)(self._score)
