@@ -250,6 +250,15 @@ class CtcBeamSearch:
                 cur[0] = _logaddexp(cur[0], b)
                 cur[1] = _logaddexp(cur[1], nb)
 
+        # The prefixes kept from the last frame will score at least their blank and held-token
+        # paths, so the beam's last place will score at least the beam-th best of those: a new
+        # prefix whose upper bound falls below that can never enter, and is not even proposed.
+        floor = NEG_INF
+        if len(self.beams) >= self.cfg.beam and candidates:
+            floor = heapq.nlargest(self.cfg.beam, (
+                _logaddexp(_logaddexp(pb, pnb) + lp_blank, pnb + lp[h.last] if h.last != blank else NEG_INF)
+                + self._rest(h) for (pb, pnb), h in zip(self.beams.values(), self.info.values())))[-1]
+        dropped = False
         for key, (pb, pnb) in self.beams.items():
             h = self.info[key]
             total = _logaddexp(pb, pnb)
@@ -262,7 +271,10 @@ class CtcBeamSearch:
                 if via == NEG_INF:
                     continue
                 new = key + (c,)
-                if new not in self.info and new not in born:
+                if new not in self.info:
+                    if via + lp[c] + self._bound(h, c) < floor:
+                        dropped = True
+                        continue
                     born[new] = (h, c)
                 add(new, NEG_INF, via + lp[c])
 
@@ -274,7 +286,7 @@ class CtcBeamSearch:
             b, nb = nxt[key]
             return _logaddexp(b, nb) + self._rest(self.info[key])
 
-        if len(nxt) <= self.cfg.beam:
+        if len(nxt) <= self.cfg.beam and not dropped:
             for key in list(born):
                 grow(key)
             self.beams = {k: (v[0], v[1]) for k, v in nxt.items()}
