@@ -185,21 +185,29 @@ def test_arpa_backoff_and_normalisation(lm: WordLM) -> None:
     assert "ca" in lm.prefixes and "cx" not in lm.prefixes
 
 
-@pytest.mark.parametrize("terms", [None, [["dogs", 1.0], ["the car", 2.0]]])
-def test_working_out_only_prefixes_that_can_reach_the_beam_changes_nothing(lm: WordLM, terms) -> None:
+@pytest.mark.parametrize("terms, later", [
+    (None, None),
+    ([["dogs", 1.0], ["the car", 2.0]], [["dogs", 1.0], ["the car", 2.0]]),
+    (None, [["cat", 5.0], ["dogs", 5.0]]),  # keyterms arriving mid-utterance, with larger boosts
+])
+def test_working_out_only_prefixes_that_can_reach_the_beam_changes_nothing(lm: WordLM, terms, later) -> None:
     # Noisy frames where many prefixes compete: the search that skips the LM work of hopeless
     # prefixes must keep exactly the beam, the emitted tokens and their frames of the search
     # that works every prefix out.
     rng = np.random.default_rng(7)
     lp = np.log(rng.dirichlet(np.full(BLANK + 1, 0.3), size=120))
-    keyterms = Keyterms.parse(terms, PIECES, 4.0) if terms else None
 
     def run(exhaustive: bool) -> tuple[list[int], list[int], list[int]]:
         search = CtcBeamSearch(PIECES, lm, BeamConfig(beam=6, lm_weight=0.8, word_bonus=1.0,
-                                                     blank_skip=0.0, prune_margin=20.0), keyterms)
+                                                     blank_skip=0.0, prune_margin=20.0),
+                               Keyterms.parse(terms, PIECES, 4.0) if terms else None)
         if exhaustive:
             search._boost_cap = math.inf
         out = search.advance(lp[:60])
+        # A client replacing its keyterms mid-stream (the decoder's ``configure``).
+        search.keyterms = Keyterms.parse(later, PIECES, 4.0) if later else None
+        if exhaustive:
+            search._boost_cap = math.inf
         rest = search.advance(lp[60:])
         end = search.finish()
         return out.tokens + rest.tokens + end.tokens, out.frames + rest.frames + end.frames, sorted(search.beams)

@@ -150,16 +150,25 @@ class CtcBeamSearch:
         self.lm = lm
         self.cfg = cfg
         self.keyterms = keyterms
-        # A finished keyterm word's boost plus a partial one's credit; the bound is only sound for
-        # a non-negative LM weight and charge, else every new prefix is worked out.
-        sound = cfg.lm_weight >= 0 and (lm is None or lm.unk_logprob <= 0)
-        best_boost = max([0.0, *keyterms.boosts.values()]) if keyterms else 0.0
-        self._boost_cap = 2 * best_boost if sound else math.inf
         self.t = 0  # frames consumed in this utterance
         self.quiet = 0  # sure-blank frames in a row
         start = _Hyp(pieces.blank, 0.0, 0, (BOS,), "", True, (), ())
         self.beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
         self.info: dict[tuple[int, ...], _Hyp] = {(): start}
+
+    @property
+    def keyterms(self) -> Keyterms | None:
+        return self._keyterms
+
+    @keyterms.setter
+    def keyterms(self, keyterms: Keyterms | None) -> None:
+        """Keyterms may be replaced mid-utterance; ``_bound`` must then allow for their boosts."""
+        self._keyterms = keyterms
+        # A finished keyterm word's boost plus a partial one's credit; the bound is only sound for
+        # a non-negative LM weight and charge, else every new prefix is worked out.
+        sound = self.cfg.lm_weight >= 0 and (self.lm is None or self.lm.unk_logprob <= 0)
+        best_boost = max([0.0, *keyterms.boosts.values()]) if keyterms else 0.0
+        self._boost_cap = 2 * best_boost if sound else math.inf
 
     # ----------------------------------------------------------------- scoring
 
