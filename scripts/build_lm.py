@@ -123,7 +123,7 @@ def main() -> None:
     where.add_argument("--out", type=Path, help="…/lm.arpa.gz")
     where.add_argument("--model-dir", type=Path, help="exported model folder: write lm.arpa.gz and the manifest block")
     ap.add_argument("--arpa", type=Path, default=None, help="use this ARPA file instead of building one")
-    ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--beam", type=int, default=16)
     ap.add_argument("--lm-weight", type=float, default=0.5)
     ap.add_argument("--word-bonus", type=float, default=1.0)
     ap.add_argument("--unk-logprob", type=float, default=None,

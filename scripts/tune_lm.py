@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--bonuses", type=floats, default=floats("0,1,2,3"))
     ap.add_argument("--unk-logprobs", type=floats, default=None,
                     help="ln P charged for a word outside the LM's vocabulary (default: the file's <unk>)")
-    ap.add_argument("--beam", type=int, default=8)
+    ap.add_argument("--beam", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--report", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None, help="keep the log-probs here (.npz per set) for reruns")

@@ -180,12 +180,6 @@ class CtcBeamSearch:
         """Everything in a prefix's total besides its CTC score."""
         return self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words + h.boost + h.credit
 
-    def _bound(self, h: _Hyp, token: int) -> float:
-        """At least ``_rest`` of ``h`` extended by ``token``: the extension adds LM charges (never
-        positive), maybe a word, and keyterm boosts of at most ``_boost_cap``."""
-        return (self.cfg.lm_weight * h.lm + self.cfg.word_bonus * (h.words + self.p.starts_word[token])
-                + h.boost + self._boost_cap)
-
     def _complete_word(self, h: _Hyp) -> tuple[float, tuple[str, ...]]:
         """LM charge and new history for finishing ``h.partial`` (empty partial: nothing)."""
         if not h.partial or self.lm is None:
@@ -246,10 +240,13 @@ class CtcBeamSearch:
         return self._emit_stable()
 
     def _step(self, row: np.ndarray, lp_blank: float, candidates: list[int]) -> None:
-        blank = self.p.blank
+        blank, starts = self.p.blank, self.p.starts_word
         lp = row.tolist()
         nxt: dict[tuple[int, ...], list[float]] = {}
-        born: dict[tuple[int, ...], tuple[_Hyp, int]] = {}  # new prefix: (parent, token)
+        # New prefixes: (parent, token, upper bound on the total). A new prefix has a single CTC
+        # path, so its CTC score is final when it is proposed; its LM facts, which cost most of
+        # the search's time, are worked out only if it can still enter the beam.
+        born: dict[tuple[int, ...], tuple[_Hyp, int, float]] = {}
 
         def add(key: tuple[int, ...], b: float, nb: float) -> None:
             cur = nxt.get(key)
@@ -274,23 +271,30 @@ class CtcBeamSearch:
             add(key, total + lp_blank, NEG_INF)
             if h.last != blank and pnb > NEG_INF:
                 add(key, NEG_INF, pnb + lp[h.last])  # the last token held
+            # What an extension adds to its total besides CTC: LM charges (never positive), the
+            # bonus if it starts a word, keyterm boosts of at most ``_boost_cap``.
+            ceiling = self.cfg.lm_weight * h.lm + self.cfg.word_bonus * h.words + h.boost + self._boost_cap
             for c in candidates:
                 # A repeat needs a blank in between to count as a new token.
                 via = pb if c == h.last else total
                 if via == NEG_INF:
                     continue
                 new = key + (c,)
-                if new not in self.info:
-                    if via + lp[c] + self._bound(h, c) < floor:
-                        dropped = True
-                        continue
-                    born[new] = (h, c)
-                add(new, NEG_INF, via + lp[c])
+                score = via + lp[c]
+                if new in self.info:
+                    add(new, NEG_INF, score)
+                    continue
+                bound = score + ceiling + (self.cfg.word_bonus if starts[c] else 0.0)
+                if bound < floor:
+                    dropped = True
+                    continue
+                born[new] = (h, c, bound)
+                nxt[new] = [NEG_INF, score]
 
         def grow(key: tuple[int, ...]) -> float:
             """The prefix's total, its LM facts worked out first if it is new."""
             if key in born:
-                h, c = born.pop(key)
+                h, c, _ = born.pop(key)
                 self.info[key] = self._extend(h, c, self.t, math.exp(lp[c]))
             b, nb = nxt[key]
             return _logaddexp(b, nb) + self._rest(self.info[key])
@@ -300,19 +304,15 @@ class CtcBeamSearch:
                 grow(key)
             self.beams = {k: (v[0], v[1]) for k, v in nxt.items()}
         else:
-            # Working out a new prefix's LM facts is most of the search's cost, and most new
-            # prefixes fall out of the beam at once: they are worked out only while an upper
-            # bound on their total (LM charges are never positive) could still reach the beam.
             totals = {k: grow(k) for k in nxt if k not in born}
-            bounds = sorted(((_logaddexp(*nxt[k]) + self._bound(h, c), k) for k, (h, c) in born.items()),
-                            key=lambda x: x[0], reverse=True)
-            floor = heapq.nlargest(self.cfg.beam, totals.values())
-            heapq.heapify(floor)
+            bounds = sorted(((bound, k) for k, (_, _, bound) in born.items()), key=lambda x: x[0], reverse=True)
+            floor_heap = heapq.nlargest(self.cfg.beam, totals.values())
+            heapq.heapify(floor_heap)
             for bound, key in bounds:
-                if len(floor) == self.cfg.beam and bound < floor[0]:
+                if len(floor_heap) == self.cfg.beam and bound < floor_heap[0]:
                     break
                 totals[key] = grow(key)
-                (heapq.heappushpop if len(floor) == self.cfg.beam else heapq.heappush)(floor, totals[key])
+                (heapq.heappushpop if len(floor_heap) == self.cfg.beam else heapq.heappush)(floor_heap, totals[key])
             # Ties keep the order prefixes were proposed in, as a full sort would.
             keep = sorted((k for k in nxt if k in totals), key=totals.__getitem__, reverse=True)[: self.cfg.beam]
             self.beams = {k: (nxt[k][0], nxt[k][1]) for k in keep}
