@@ -97,6 +97,24 @@ def telephony(audio: np.ndarray, sr: int = SR) -> np.ndarray:
     return resample(mulaw_roundtrip(narrow), 8000, sr)
 
 
+def pad_silence(audio: np.ndarray, rng: np.random.Generator, max_lead_s: float, max_trail_s: float,
+                sr: int = SR) -> np.ndarray:
+    """Silence before and after the speech, at the utterance's own noise floor (its quietest
+    25 ms frames, coloured noise): live streams open with seconds of it and pause between
+    utterances, while TTS output starts at its first phoneme. A model trained without it reads
+    a second of leading silence as a different utterance (offline greedy WER 29 -> 45 %)."""
+    n = len(audio) // 400 * 400
+    rms = np.sqrt((audio[:n].reshape(-1, 400) ** 2).mean(axis=1)) if n else np.zeros(1)
+    floor = max(float(np.percentile(rms, 10)), 1e-5)
+
+    def quiet(seconds: float) -> np.ndarray:
+        k = int(sr * seconds)
+        return coloured_noise(k, rng) * floor if k > 1 else np.zeros(0, np.float32)
+
+    lead, trail = quiet(rng.uniform(0, max_lead_s)), quiet(rng.uniform(0, max_trail_s))
+    return np.concatenate([lead, audio, trail]).astype(np.float32)
+
+
 def peak_normalise(audio: np.ndarray, peak: float) -> np.ndarray:
     return (audio * (peak / (np.max(np.abs(audio)) + 1e-9))).astype(np.float32)
 

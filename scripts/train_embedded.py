@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import augment  # noqa: E402
 import make_corpus  # noqa: E402
 from eval_wer import load_audio, read_manifest, score, transcribe  # noqa: E402
 
@@ -145,8 +146,12 @@ class SynthDataset(Dataset):
 
     SECONDS_PER_CHAR = 0.068  # espeak/flite at the corpus's rates: sizes buckets before synthesis
 
-    def __init__(self, texts: list[str], fsdd: list[Path], fsdd_items: int, tokenizer, seed: int) -> None:
+    PAD_LEAD_S, PAD_TRAIL_S = 2.5, 1.0
+
+    def __init__(self, texts: list[str], fsdd: list[Path], fsdd_items: int, tokenizer, seed: int,
+                 pad_silence: float = 0.0) -> None:
         self.texts, self.fsdd, self.seed = texts, fsdd, seed
+        self.pad_silence = pad_silence  # share of items given leading and trailing silence
         self.n_fsdd = fsdd_items if fsdd else 0
         self.tokenizer = tokenizer
         self.tokens = [tokenizer.text_to_ids(t) for t in texts]
@@ -156,7 +161,8 @@ class SynthDataset(Dataset):
 
     def durations(self) -> list[float]:
         # FSDD items: 1-5 digits of ~0.45 s plus pauses.
-        return [0.3 + self.SECONDS_PER_CHAR * len(t) for t in self.texts] + [1.8] * self.n_fsdd
+        pad = self.pad_silence * (self.PAD_LEAD_S + self.PAD_TRAIL_S) / 2
+        return [0.3 + pad + self.SECONDS_PER_CHAR * len(t) for t in self.texts] + [1.8 + pad] * self.n_fsdd
 
     def job(self, k: int):
         epoch, i = divmod(k, len(self))
@@ -175,6 +181,9 @@ class SynthDataset(Dataset):
         audio = make_corpus.synthesize(job)
         if audio is None:  # an engine failure costs one item, not the run
             audio = make_corpus.synthesize(make_corpus.Job(job.idx, job.text, "espeak", "en-us", "", True, job.seed))
+        rng = np.random.default_rng(job.seed + 1)
+        if rng.random() < self.pad_silence:
+            audio = augment.pad_silence(audio, rng, self.PAD_LEAD_S, self.PAD_TRAIL_S)
         return torch.from_numpy(audio.astype(np.float32)), torch.tensor(tokens)
 
 
@@ -263,7 +272,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         # Training speakers only: the evaluation speakers never reach a batch.
         fsdd = make_corpus.fsdd_files(args.synth_fsdd, make_corpus.FSDD_TRAIN_SPEAKERS) if args.synth_fsdd else []
         texts = args.synth_text.read_text().split("\n")[:-1][: args.subset]
-        data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed)
+        data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed, args.pad_silence)
         durations = data.durations()
     else:
         rows = [r for m in args.train_manifest for r in read_manifest(m)
@@ -422,6 +431,8 @@ def main() -> None:
                          "instead of --train-manifest: a new voice and channel every epoch")
     ap.add_argument("--synth-fsdd", type=Path, default=None, help="FSDD recordings folder for --synth-text")
     ap.add_argument("--synth-fsdd-items", type=int, default=4000, help="FSDD digit strings per epoch")
+    ap.add_argument("--pad-silence", type=float, default=0.5,
+                    help="share of --synth-text items given 0-2.5 s of silence before and 0-1 s after")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU)")
     ap.add_argument("--mask-value", type=float, default=-10.5,
                     help="SpecAugment fill: the mean log-mel of training audio (measured -10.5)")

@@ -213,3 +213,26 @@ def test_working_out_only_prefixes_that_can_reach_the_beam_changes_nothing(lm: W
         return out.tokens + rest.tokens + end.tokens, out.frames + rest.frames + end.frames, sorted(search.beams)
 
     assert run(False) == run(True)
+
+
+def test_the_next_utterance_hears_the_words_before_an_endpoint(tmp_path: Path) -> None:
+    # An endpoint can fall inside a sentence: the first word after it is scored after the
+    # stream's last words or as a sentence start, whichever is likelier. Here "car" starts
+    # sentences and "cat" follows "the"; the acoustics slightly prefer "car".
+    text = tmp_path / "text.txt"
+    text.write_text("car is red\n" * 20 + "the cat\n" * 20)
+    out = tmp_path / "lm.arpa.gz"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "build_lm.py"), str(text), "--out", str(out)], check=True)
+    lm = WordLM(out)
+    cfg = BeamConfig(lm_weight=1.0, word_bonus=8.0)
+    first = CtcBeamSearch(PIECES, lm, cfg)
+    assert first.advance(frames(1, BLANK)).tokens + first.finish().tokens == [1]
+    ambiguous = frames(2, BLANK, {5: 0.5, 3: 0.45}, BLANK)
+    after_the = CtcBeamSearch(PIECES, lm, cfg, context=first.context)
+    assert after_the.advance(ambiguous).tokens + after_the.finish().tokens == [2, 3]
+    fresh = CtcBeamSearch(PIECES, lm, cfg)
+    assert fresh.advance(ambiguous).tokens + fresh.finish().tokens == [2, 5]
+    # A sentence start stays as likely as it was: "car" alone after "the" is still "car".
+    clear = frames(2, BLANK, {5: 0.9, 3: 0.05}, BLANK)
+    again = CtcBeamSearch(PIECES, lm, cfg, context=first.context)
+    assert again.advance(clear).tokens + again.finish().tokens == [2, 5]

@@ -86,7 +86,8 @@ class StreamingDecoder(Generic[S]):
         raise NotImplementedError
 
     def next_utterance(self, state: S) -> S:
-        """The state after a FLUSH: what the START configured, decoding afresh."""
+        """The state after a FLUSH: what the START configured, decoding afresh (a decoder may
+        carry context that is not decoding state, as the CTC beam search's last words)."""
         raise NotImplementedError
 
     def configure(self, state: S, options: dict[str, Any]) -> None:

@@ -145,14 +145,17 @@ class CtcBeamSearch:
     """The beam of one utterance; ``advance`` per block of frames, ``finish`` at its end."""
 
     def __init__(self, pieces: Pieces, lm: WordLM | None, cfg: BeamConfig,
-                 keyterms: Keyterms | None = None) -> None:
+                 keyterms: Keyterms | None = None, context: tuple[str, ...] = ()) -> None:
         self.p = pieces
         self.lm = lm
         self.cfg = cfg
         self.keyterms = keyterms
         self.t = 0  # frames consumed in this utterance
         self.quiet = 0  # sure-blank frames in a row
-        start = _Hyp(pieces.blank, 0.0, 0, (BOS,), "", True, (), ())
+        # The stream's words before this utterance (an endpoint can fall inside a sentence):
+        # the first word is scored after them or as a sentence start, whichever is likelier.
+        self.context = context
+        start = _Hyp(pieces.blank, 0.0, 0, context or (BOS,), "", True, (), ())
         self.beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}
         self.info: dict[tuple[int, ...], _Hyp] = {(): start}
 
@@ -190,6 +193,8 @@ class CtcBeamSearch:
             charge = self.lm.rare_logprob
         else:
             charge = self.lm.score(h.history, h.partial)
+            if h.words == 1 and self.context:
+                charge = max(charge, self.lm.score((BOS,), h.partial))
         return charge, self.lm.state(h.history, h.partial)
 
     def _extend(self, h: _Hyp, token: int, frame: int, conf: float) -> _Hyp:
@@ -361,6 +366,8 @@ class CtcBeamSearch:
         """End of utterance: the best hypothesis, its last word and ``</s>`` scored."""
         best = max(self.beams, key=lambda k: self._closed_total(k, True))
         h = self.info[best]
+        if self.lm is not None and h.words:
+            self.context = self._complete_word(h)[1]
         return Emitted(list(best), list(h.frames), list(h.conf))
 
 

@@ -4,7 +4,9 @@ Greedy: a token is emitted where a frame's argmax differs from the previous fram
 per sequence across requests) and is not blank; its confidence is that frame's posterior.
 Beam search (``beam_size`` > 1, with the word LM ``lm_file``): ``ctc_beam.py``; a token is
 emitted once every hypothesis agrees on it, so it may belong to an earlier request than the
-one that emits it (a negative ``TOKEN_FRAMES``); a FLUSH or END emits the best hypothesis.
+one that emits it (a negative ``TOKEN_FRAMES``); a FLUSH or END emits the best hypothesis. After
+a FLUSH the next utterance's first word is scored after the stream's last words or as a sentence
+start, whichever the LM finds likelier: an endpoint often falls inside a sentence.
 A request's ``keyterms`` parameter (on START, and whenever a client replaces them) boosts those
 words (``keyterm_boost`` nats per word at weight 1) from then on; greedy decoding ignores it.
 Requests, states and responses: see ``streaming_decoder.py``.
@@ -98,13 +100,16 @@ class TritonPythonModel(StreamingDecoder[CtcState | CtcBeamSearch]):
         return Keyterms.parse(json.loads(options.get("keyterms", "[]")), self.pieces, self.keyterm_boost)
 
     def next_utterance(self, state: CtcState | CtcBeamSearch) -> CtcState | CtcBeamSearch:
-        return self._fresh(state.keyterms if isinstance(state, CtcBeamSearch) else None)
+        if isinstance(state, CtcBeamSearch):
+            return self._fresh(state.keyterms, state.context)
+        return self._fresh(None)
 
-    def _fresh(self, keyterms: Keyterms | None) -> CtcState | CtcBeamSearch:
-        """An utterance's start: greedy state, or an empty beam keeping the stream's keyterms."""
+    def _fresh(self, keyterms: Keyterms | None, context: tuple[str, ...] = ()) -> CtcState | CtcBeamSearch:
+        """An utterance's start: greedy state, or an empty beam keeping the stream's keyterms
+        and its last words."""
         if self.beam is None:
             return CtcState(previous=self.blank)
-        return CtcBeamSearch(self.pieces, self.lm, self.beam, keyterms)
+        return CtcBeamSearch(self.pieces, self.lm, self.beam, keyterms, context)
 
     def decode(self, jobs: list[DecodeJob[CtcState | CtcBeamSearch]]) -> list[Decoded]:
         return [
