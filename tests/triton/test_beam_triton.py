@@ -18,7 +18,7 @@ from scripts.build_model_repository import build_repository
 from tests.triton.helpers import MODEL_DIR, TEMPLATES, Response, Step, load_wav, model_manifest, plan, stream
 
 sys.path.insert(0, str(TEMPLATES / "ctc_decoder"))
-from ctc_beam import BeamConfig, CtcBeamSearch, Pieces, decode_utterance  # noqa: E402
+from ctc_beam import BeamConfig, CtcBeamSearch, Pieces  # noqa: E402
 from word_lm import WordLM  # noqa: E402
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -50,16 +50,19 @@ def served_search() -> tuple[Pieces, WordLM, BeamConfig]:
 
 
 def offline_tokens(responses: list[Response], steps: list[Step]) -> list[int]:
-    """The search over each utterance's encoder rows at once (an utterance ends at a FLUSH)."""
+    """The search over each utterance's encoder rows at once (an utterance ends at a FLUSH and
+    hands its last words to the next one)."""
     pieces, model, cfg = served_search()
     tokens: list[int] = []
     rows: list[np.ndarray] = []
+    context: tuple[str, ...] = ()
     for i, (r, step) in enumerate(zip(responses, steps, strict=True)):
         assert r.encoder_out is not None
         rows.append(r.encoder_out)
         if step.flush or i == len(steps) - 1:
-            tokens += decode_utterance(np.concatenate(rows), pieces, model, cfg)
-            rows = []
+            search = CtcBeamSearch(pieces, model, cfg, context=context)
+            tokens += search.advance(np.concatenate(rows)).tokens + search.finish().tokens
+            context, rows = search.context, []
     return tokens
 
 
@@ -73,7 +76,8 @@ def provisional_tails(responses: list[Response], steps: list[Step]) -> list[list
         final = step.flush or i == len(steps) - 1
         tails.append([] if final else search.partial().tokens)
         if final:
-            search = CtcBeamSearch(pieces, model, cfg)
+            search.finish()
+            search = CtcBeamSearch(pieces, model, cfg, context=search.context)
     return tails
 
 
