@@ -165,7 +165,8 @@ class CtcBeamSearch:
 
     @keyterms.setter
     def keyterms(self, keyterms: Keyterms | None) -> None:
-        """Keyterms may be replaced mid-utterance; ``_bound`` must then allow for their boosts."""
+        """Keyterms may be replaced mid-utterance; the upper bound ``_step`` puts on a new
+        prefix's total (``_boost_cap``) must then allow for their boosts."""
         self._keyterms = keyterms
         # A finished keyterm word's boost plus a partial one's credit; the bound is only sound for
         # a non-negative LM weight and charge, else every new prefix is worked out.
@@ -268,7 +269,7 @@ class CtcBeamSearch:
         if len(self.beams) >= self.cfg.beam and candidates:
             floor = heapq.nlargest(self.cfg.beam, (
                 _logaddexp(_logaddexp(pb, pnb) + lp_blank, pnb + lp[h.last] if h.last != blank else NEG_INF)
-                + self._rest(h) for (pb, pnb), h in zip(self.beams.values(), self.info.values())))[-1]
+                + self._rest(h) for (pb, pnb), h in ((v, self.info[k]) for k, v in self.beams.items())))[-1]
         dropped = False
         for key, (pb, pnb) in self.beams.items():
             h = self.info[key]
