@@ -57,6 +57,13 @@ SETS: dict[str, EvalSet] = {
                 "held-out sentences, held-out espeak-ng voice variants", "wer", 0.10, "family"),
         EvalSet("fsdd", "eval_fsdd.jsonl",
                 "FSDD real human digits (nicolas, theo), 8 kHz linear16", "exact", 0.95, "voice"),
+        # Held to the same targets as their single sentences: a live stream is what users send.
+        EvalSet("tts_stream", "eval_tts_stream.jsonl",
+                "pairs of held-out sentences in one stream, a 0.4-2 s pause before each, training TTS voices",
+                "wer", 0.10, "family"),
+        EvalSet("festival16k_stream", "eval_festival16k_stream.jsonl",
+                "pairs of held-out sentences in one stream, a 0.4-2 s pause before each, Festival voices, 16 kHz",
+                "wer", 0.20, "voice"),
     )
 }
 

@@ -15,6 +15,8 @@ Output (all outside git, default /work/runs/corpus):
     eval_festival16k.jsonl               eval sentences x Festival voices (never trained on), 16 kHz
     eval_festival8k_mulaw.jsonl          the same audio as 8 kHz mu-law wav (telephony path)
     eval_fsdd.jsonl                      FSDD speakers nicolas + theo (real speech, 8 kHz, never trained on)
+    eval_tts_stream.jsonl                pairs of eval sentences, one training voice, each after a 0.4-2 s pause
+    eval_festival16k_stream.jsonl        the same with the Festival voices: what a live stream looks like
 Manifests are NeMo JSON lines: {"audio_filepath", "duration", "text", ...}.
 
 Every stage skips work already on disk, so an interrupted build resumes with the same command.
@@ -31,7 +33,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import Pool
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -182,9 +184,30 @@ class Job:
     out_sr: int = SR
     mulaw: bool = False
     fsdd_files: tuple[str, ...] = ()
+    # A TTS job whose `text` joins these sentences: one voice reads them in turn with pauses in
+    # between, as a live stream carries several utterances.
+    parts: tuple[str, ...] = ()
+
+    PAUSE_S = (0.4, 2.0)
 
 
 def _synth_tts(job: Job, rng: np.random.Generator, tmp: str) -> tuple[np.ndarray, int]:
+    if job.parts:
+        # A stream opens with a pause too. Pauses are a room's noise floor 50-70 dB under the
+        # speech's peak, not digital zeros, which no microphone sends.
+        pauses = rng.uniform(*Job.PAUSE_S, size=len(job.parts))
+        floor_db = rng.uniform(50, 70)
+        # Every part is read at the same rate and pitch (the same rng state): one talker.
+        state = rng.bit_generator.state
+        spoken = []
+        for part in job.parts:
+            rng.bit_generator.state = state
+            audio, sr = _synth_tts(replace(job, text=part, parts=()), rng, tmp)
+            spoken.append(audio)
+        floor = max(float(np.max(np.abs(a))) for a in spoken) * 10 ** (-floor_db / 20)
+        pieces = [x for pause, audio in zip(pauses, spoken)
+                  for x in (augment.coloured_noise(int(sr * pause), rng) * floor, audio)]
+        return np.concatenate(pieces).astype(np.float32), sr
     raw = os.path.join(tmp, f"{job.idx}.wav")
     if job.engine == "espeak":
         # Speaking rate and pitch are the TTS-side speed/pitch perturbation.
@@ -328,6 +351,16 @@ def main() -> None:
     fest8 = [Job(j.idx, j.text, j.engine, j.voice, str(out / "eval_festival8k_mulaw" / f"{j.idx:06d}.wav"),
                  False, j.seed, out_sr=8000, mulaw=True) for j in fest]
     run_jobs(fest8, out / "eval_festival8k_mulaw.jsonl", args.workers, "eval_festival8k_mulaw")
+    # Live streams: a pause, a sentence, a pause, the next sentence, one talker. Sentences that
+    # start at their first phoneme hid a model that could not take silence before speech.
+    pairs = list(zip(eval_txt[0::2], eval_txt[1::2]))
+    srng = random.Random(args.seed + 3)
+    for split, seed0, voice in (
+            ("eval_tts_stream", 6 * 10**6, lambda k: training_voice(srng)),
+            ("eval_festival16k_stream", 7 * 10**6, lambda k: ("festival", FESTIVAL_VOICES[k % len(FESTIVAL_VOICES)]))):
+        jobs = [Job(k, " ".join(pair), *voice(k), str(out / split / f"{k:06d}.wav"), False, seed0 + k, parts=pair)
+                for k, pair in enumerate(pairs)]
+        run_jobs(jobs, out / f"{split}.jsonl", args.workers, split)
     eval_fsdd = out / "eval_fsdd.jsonl"
     if not eval_fsdd.exists():
         with eval_fsdd.open("w") as f:  # original 8 kHz files: loaders resample, as the service does

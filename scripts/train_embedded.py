@@ -149,12 +149,15 @@ class SynthDataset(Dataset):
     PAD_LEAD_S, PAD_TRAIL_S = 2.5, 1.0
 
     def __init__(self, texts: list[str], fsdd: list[Path], fsdd_items: int, tokenizer, seed: int,
-                 pad_silence: float = 0.0) -> None:
+                 pad_silence: float = 0.5, join: float = 0.0) -> None:
         self.texts, self.fsdd, self.seed = texts, fsdd, seed
         self.pad_silence = pad_silence  # share of items given leading and trailing silence
         self.n_fsdd = fsdd_items if fsdd else 0
         self.tokenizer = tokenizer
-        self.tokens = [tokenizer.text_to_ids(t) for t in texts]
+        # Sentence i is read together with sentence partner[i] (None: alone). Fixed per index,
+        # not per epoch, so that the bucketing durations below hold.
+        rng = random.Random(f"{seed}/join")
+        self.partner = [rng.randrange(len(texts)) if rng.random() < join else None for _ in texts]
 
     def __len__(self) -> int:
         return len(self.texts) + self.n_fsdd
@@ -162,7 +165,15 @@ class SynthDataset(Dataset):
     def durations(self) -> list[float]:
         # FSDD items: 1-5 digits of ~0.45 s plus pauses.
         pad = self.pad_silence * (self.PAD_LEAD_S + self.PAD_TRAIL_S) / 2
-        return [0.3 + pad + self.SECONDS_PER_CHAR * len(t) for t in self.texts] + [1.8 + pad] * self.n_fsdd
+        return [0.3 + pad + self.SECONDS_PER_CHAR * len(self.text(i)) + (j is not None) * sum(make_corpus.Job.PAUSE_S) / 2
+                for i, j in enumerate(self.partner)] + [1.8 + pad] * self.n_fsdd
+
+    def parts(self, i: int) -> tuple[str, ...]:
+        j = self.partner[i]
+        return (self.texts[i],) if j is None else (self.texts[i], self.texts[j])
+
+    def text(self, i: int) -> str:
+        return " ".join(self.parts(i))
 
     def job(self, k: int):
         epoch, i = divmod(k, len(self))
@@ -170,7 +181,9 @@ class SynthDataset(Dataset):
         seed = rng.randrange(2**31)
         if i < len(self.texts):
             engine, voice = make_corpus.training_voice(rng)
-            return make_corpus.Job(i, self.texts[i], engine, voice, "", True, seed), self.tokens[i]
+            parts = self.parts(i)
+            job = make_corpus.Job(i, self.text(i), engine, voice, "", True, seed, parts=parts if len(parts) > 1 else ())
+            return job, self.tokenizer.text_to_ids(job.text)
         files = rng.sample(self.fsdd, rng.choice(make_corpus.FSDD_STRING_LENGTHS))
         text = " ".join(make_corpus.fsdd_text(f) for f in files)
         job = make_corpus.Job(i, text, "fsdd", "", "", True, seed, fsdd_files=tuple(map(str, files)))
@@ -180,7 +193,8 @@ class SynthDataset(Dataset):
         job, tokens = self.job(k)
         audio = make_corpus.synthesize(job)
         if audio is None:  # an engine failure costs one item, not the run
-            audio = make_corpus.synthesize(make_corpus.Job(job.idx, job.text, "espeak", "en-us", "", True, job.seed))
+            audio = make_corpus.synthesize(make_corpus.Job(job.idx, job.text, "espeak", "en-us", "", True, job.seed,
+                                                           parts=job.parts))
         rng = np.random.default_rng(job.seed + 1)
         if rng.random() < self.pad_silence:
             audio = augment.pad_silence(audio, rng, self.PAD_LEAD_S, self.PAD_TRAIL_S)
@@ -272,7 +286,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         # Training speakers only: the evaluation speakers never reach a batch.
         fsdd = make_corpus.fsdd_files(args.synth_fsdd, make_corpus.FSDD_TRAIN_SPEAKERS) if args.synth_fsdd else []
         texts = args.synth_text.read_text().split("\n")[:-1][: args.subset]
-        data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed, args.pad_silence)
+        data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed, args.pad_silence,
+                            args.join)
         durations = data.durations()
     else:
         rows = [r for m in args.train_manifest for r in read_manifest(m)
@@ -433,6 +448,8 @@ def main() -> None:
     ap.add_argument("--synth-fsdd-items", type=int, default=4000, help="FSDD digit strings per epoch")
     ap.add_argument("--pad-silence", type=float, default=0.5,
                     help="share of --synth-text items given 0-2.5 s of silence before and 0-1 s after")
+    ap.add_argument("--join", type=float, default=0.0,
+                    help="share of --synth-text sentences read together with a second one after a 0.4-2 s pause")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU)")
     ap.add_argument("--mask-value", type=float, default=-10.5,
                     help="SpecAugment fill: the mean log-mel of training audio (measured -10.5)")

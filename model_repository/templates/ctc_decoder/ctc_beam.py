@@ -43,7 +43,7 @@ def _logaddexp(a: float, b: float) -> float:
 
 @dataclass(frozen=True)
 class BeamConfig:
-    beam: int = 8
+    beam: int = 16  # build_lm.py writes the served value into the model manifest
     lm_weight: float = 0.5
     word_bonus: float = 1.0
     # Candidate tokens per frame: at most ``max_candidates`` within ``prune_margin`` nats of
