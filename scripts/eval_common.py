@@ -68,6 +68,10 @@ SETS: dict[str, EvalSet] = {
 }
 
 
+SET_CHOICES = " | ".join([*SETS, "all"])
+"""For ``--set`` help texts."""
+
+
 def resolve_sets(names: list[str]) -> list[EvalSet]:
     """`all` or set names (repeatable / comma separated) -> EvalSets, in the order given."""
     out: list[EvalSet] = []

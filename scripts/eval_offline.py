@@ -23,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_common import (  # noqa: E402
     DEFAULT_CORPUS,
+    SET_CHOICES,
     add_set,
     examples,
     load_set,
@@ -52,7 +53,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, required=True, help=".nemo, or last.pt/best.pt with --init")
     ap.add_argument("--init", type=Path, default=None)
-    ap.add_argument("--set", action="append", default=None, help="festival16k | festival8k_mulaw | tts | tts_voices | fsdd | tts_stream | festival16k_stream | all")
+    ap.add_argument("--set", action="append", default=None, help=SET_CHOICES)
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     ap.add_argument("--limit", type=int, default=None, help="N utterances per set, spread evenly (as eval_service.py)")
     ap.add_argument("--latency", default=None, help="la13 | la6 | la1: attention context of that profile")

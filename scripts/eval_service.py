@@ -17,8 +17,8 @@ temporary model repository), waits for /healthz, evaluates, then stops it with S
 
 Targets (issue): festival16k WER <= 20 %, festival8k_mulaw WER <= 25 %, tts (held-out espeak /
 flite voices) WER <= 10 %, fsdd exact >= 95 %; the two-sentence streams (tts_stream,
-festival16k_stream) are held to their single sentences' targets. Exit status 0 whether or not they are met;
-2 when utterances failed (connection refused, close code other than 1000, timeout).
+festival16k_stream) are held to their single sentences' targets. Exit status 0 whether or not
+they are met; 2 when utterances failed (connection refused, close code other than 1000, timeout).
 `--limit N` takes N utterances spread evenly over each manifest (see `eval_common.select_rows`),
 the same ones `eval_offline.py --limit N` scores.
 """
@@ -47,6 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_common import (  # noqa: E402
     DEFAULT_CORPUS,
+    SET_CHOICES,
     EvalSet,
     add_set,
     examples,
@@ -347,7 +348,7 @@ def main() -> None:
     ap.add_argument("--serve-timeout", type=float, default=300.0, help="with --serve: seconds to wait for /healthz")
     ap.add_argument("--encoder-threads", type=int, default=None, help="with --serve: onnxruntime threads")
     ap.add_argument("--set", action="append", default=None,
-                    help="festival16k | festival8k_mulaw | tts | tts_voices | fsdd | tts_stream | festival16k_stream | all (repeatable, comma list; default all)")
+                    help=f"{SET_CHOICES} (repeatable, comma list; default all)")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="folder of the eval_*.jsonl manifests")
     ap.add_argument("--limit", type=int, default=None, help="N utterances per set, spread evenly over the manifest")
     ap.add_argument("--concurrency", type=int, default=4, help="connections at once")
