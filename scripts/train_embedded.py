@@ -165,7 +165,9 @@ class SynthDataset(Dataset):
     def durations(self) -> list[float]:
         # FSDD items: 1-5 digits of ~0.45 s plus pauses.
         pad = self.pad_silence * (self.PAD_LEAD_S + self.PAD_TRAIL_S) / 2
-        return [0.3 + pad + self.SECONDS_PER_CHAR * len(self.text(i)) + (j is not None) * sum(make_corpus.Job.PAUSE_S) / 2
+        # A joined item has a pause before each of its sentences (make_corpus._synth_tts).
+        pause = sum(make_corpus.Job.PAUSE_S) / 2
+        return [0.3 + pad + self.SECONDS_PER_CHAR * len(self.text(i)) + (j is not None) * 2 * pause
                 for i, j in enumerate(self.partner)] + [1.8 + pad] * self.n_fsdd
 
     def parts(self, i: int) -> tuple[str, ...]:
