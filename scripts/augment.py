@@ -76,6 +76,23 @@ def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
     return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
 
 
+def band_noise(audio: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
+    """Noise in one band (a fan, a whining power supply, a codec's hiss near its Nyquist
+    frequency): white noise through a random band-pass, 5-30 dB under the audio's power.
+    The broadband colours above never put a peak in a narrow band, and a recording with one
+    (FSDD's nicolas: a bump at 3-4 kHz) reads as fricatives: low-passing his clips at 3 kHz
+    took the served model from 83.2 to 90.8 % of his digits exact."""
+    centre = float(np.exp(rng.uniform(np.log(150.0), np.log(7000.0))))
+    half = centre * float(rng.uniform(0.08, 0.3))
+    sos = signal.butter(2, [max(centre - half, 20.0), min(centre + half, sr / 2 - 100)], btype="band", fs=sr,
+                        output="sos")
+    noise = signal.sosfilt(sos, rng.standard_normal(len(audio)))
+    p_noise = np.mean(noise**2) + 1e-12
+    p_sig = np.mean(audio**2) + 1e-12
+    scale = np.sqrt(p_sig / p_noise / 10.0 ** (float(rng.uniform(5, 30)) / 10.0))
+    return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
+
+
 def band_limit(audio: np.ndarray, low_hz: float, high_hz: float, sr: int = SR) -> np.ndarray:
     """Cheap microphone / codec band: Butterworth band-pass."""
     sos = signal.butter(4, [low_hz, min(high_hz, sr / 2 - 100)], btype="band", fs=sr, output="sos")

@@ -149,9 +149,10 @@ class SynthDataset(Dataset):
     PAD_LEAD_S, PAD_TRAIL_S = 2.5, 1.0
 
     def __init__(self, texts: list[str], fsdd: list[Path], fsdd_items: int, tokenizer, seed: int,
-                 pad_silence: float = 0.5, join: float = 0.0) -> None:
+                 pad_silence: float = 0.5, join: float = 0.0, band_noise: float = 0.0) -> None:
         self.texts, self.fsdd, self.seed = texts, fsdd, seed
         self.pad_silence = pad_silence  # share of items given leading and trailing silence
+        self.band_noise = band_noise  # share of items given noise in one band, pauses included
         self.n_fsdd = fsdd_items if fsdd else 0
         self.tokenizer = tokenizer
         # Sentence i is read together with sentence partner[i] (None: alone). Fixed per index,
@@ -200,6 +201,8 @@ class SynthDataset(Dataset):
         rng = np.random.default_rng(job.seed + 1)
         if rng.random() < self.pad_silence:
             audio = augment.pad_silence(audio, rng, self.PAD_LEAD_S, self.PAD_TRAIL_S)
+        if rng.random() < self.band_noise:
+            audio = augment.band_noise(audio, rng)
         return torch.from_numpy(audio.astype(np.float32)), torch.tensor(tokens)
 
 
@@ -289,7 +292,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         fsdd = make_corpus.fsdd_files(args.synth_fsdd, make_corpus.FSDD_TRAIN_SPEAKERS) if args.synth_fsdd else []
         texts = args.synth_text.read_text().split("\n")[:-1][: args.subset]
         data = SynthDataset(texts, fsdd, args.synth_fsdd_items, model.tokenizer, args.seed, args.pad_silence,
-                            args.join)
+                            args.join, args.band_noise)
         durations = data.durations()
     else:
         rows = [r for m in args.train_manifest for r in read_manifest(m)
@@ -452,6 +455,8 @@ def main() -> None:
                     help="share of --synth-text items given 0-2.5 s of silence before and 0-1 s after")
     ap.add_argument("--join", type=float, default=0.0,
                     help="share of --synth-text sentences read together with a second one after a 0.4-2 s pause")
+    ap.add_argument("--band-noise", type=float, default=0.0,
+                    help="share of --synth-text items given noise in one random band (augment.band_noise)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the forward pass (GPU)")
     ap.add_argument("--mask-value", type=float, default=-10.5,
                     help="SpecAugment fill: the mean log-mel of training audio (measured -10.5)")
