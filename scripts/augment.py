@@ -69,11 +69,15 @@ def coloured_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     return (noise / (np.std(noise) + 1e-9)).astype(np.float32)
 
 
-def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    noise = coloured_noise(len(audio), rng)
+def mix_at_snr(audio: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """`audio` plus unit-power `noise` scaled to `snr_db` under the audio's power."""
     p_sig = np.mean(audio**2) + 1e-12
     scale = np.sqrt(p_sig / (10.0 ** (snr_db / 10.0)))
     return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    return mix_at_snr(audio, coloured_noise(len(audio), rng), snr_db)
 
 
 def band_noise(audio: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.ndarray:
@@ -87,10 +91,7 @@ def band_noise(audio: np.ndarray, rng: np.random.Generator, sr: int = SR) -> np.
     sos = signal.butter(2, [max(centre - half, 20.0), min(centre + half, sr / 2 - 100)], btype="band", fs=sr,
                         output="sos")
     noise = signal.sosfilt(sos, rng.standard_normal(len(audio)))
-    p_noise = np.mean(noise**2) + 1e-12
-    p_sig = np.mean(audio**2) + 1e-12
-    scale = np.sqrt(p_sig / p_noise / 10.0 ** (float(rng.uniform(5, 30)) / 10.0))
-    return np.clip(audio + scale * noise, -1.0, 1.0).astype(np.float32)
+    return mix_at_snr(audio, noise / (np.std(noise) + 1e-9), float(rng.uniform(5, 30)))
 
 
 def band_limit(audio: np.ndarray, low_hz: float, high_hz: float, sr: int = SR) -> np.ndarray:

@@ -104,8 +104,12 @@ for seed in range(20):
     noise = augment.band_noise(speech, np.random.default_rng(seed)) - speech
     f, p = signal.welch(noise, augment.SR, nperseg=1024)
     share = np.cumsum(p) / p.sum()
-    spans = [f[j] / max(f[i], f[1]) for i in range(len(f))
-             for j in [np.searchsorted(share, share[i] - p[i] / p.sum() + 0.9)] if j < len(f)]
+    below = share - p / p.sum()  # power under bin i's lower edge
+    spans = []
+    for i in range(len(f)):
+        j = np.searchsorted(share, below[i] + 0.9)  # first bin by which 90 % more is reached
+        if j < len(f):
+            spans.append(f[j] / max(f[i], f[1]))
     snr = 10 * np.log10(np.mean(speech**2) / np.mean(noise**2))
     out.append({"span": float(min(spans)), "snr": float(snr), "peak_hz": float(f[np.argmax(p)])})
 print(json.dumps(out))
