@@ -35,10 +35,10 @@ class ListenParams:
     `speaker: 0`: no diarizer is served), `filler_words`, `extra` (echoed in
     `Results.metadata.extra`), `no_delay` and `ddx_latency` (below), `keyterm` and `keywords`
     (boosted by the beam search of models decoded with one; see `boosted_terms`), `replace`
-    (`frontend.session.replace`).
+    (`frontend.session.replace`), `dictation`, `redact` (lower-cased, comma-separated values
+    split) and `profanity_filter` (`frontend.session.formatting`).
 
-    Accepted and validated but without effect (the served models cannot honour them):
-    `version`, `profanity_filter`, `dictation`, `tag`, `search`, `redact`, `language_hint`.
+    Accepted and validated but without effect: `version`, `tag`, `search`, `language_hint`.
 
     Latency profile: `ddx_latency` picks the look-ahead of the served ensemble, either by name
     (`la1`, `la6`, `la13`: N encoder frames of right context) or by intent: `low` (smallest
@@ -78,6 +78,7 @@ class ListenParams:
     search: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
     redact: tuple[str, ...] = ()
+    """Lower-cased; `redact=pci,ssn` counts as two values."""
     language_hint: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY_EXTRA)
 
@@ -128,7 +129,8 @@ def checked_keyterms(raw_terms: Sequence[str], *, keywords: int) -> tuple[str, .
     return terms
 
 
-CONFIGURABLE_FEATURES = frozenset({"punctuate", "smart_format", "numerals", "filler_words", "diarize"})
+CONFIGURABLE_FEATURES = frozenset({"punctuate", "smart_format", "numerals", "filler_words", "diarize",
+                                   "dictation", "profanity_filter"})
 """`Configure.features` this server applies mid-stream: the formatting it does itself."""
 
 
@@ -256,7 +258,8 @@ def parse_listen_params(query: Mapping[str, str]) -> ListenParams:
         tag=tuple(_values(query, "tag")),
         search=tuple(_values(query, "search")),
         replace=tuple(_values(query, "replace")),
-        redact=tuple(_values(query, "redact")),
+        redact=tuple(kind.strip().lower() for raw in _values(query, "redact")
+                     for kind in raw.split(",") if kind.strip()),
         language_hint=tuple(_values(query, "language_hint")),
         extra=_extra(query),
     )

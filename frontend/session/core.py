@@ -535,7 +535,7 @@ class Session:
         alternative = format_words(segment.words, self._style, sentence_start=ch.sentence_start,
                                    sentence_end=cut.ends_sentence)
         if alternative.words:
-            ch.sentence_start = cut.ends_sentence
+            ch.sentence_start = cut.ends_sentence or alternative.ends_sentence
         return self._results(ch.index, segment, alternative, is_final=True, cut=cut)
 
     def _results(self, channel: int, segment: Segment, alternative: Alternative, *,

@@ -10,7 +10,7 @@ to other numbers, "one two three" -> "1 2 3"), ordinals, decimals
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -109,27 +109,44 @@ def _lone_one(texts: Sequence[str], index: int, number: _Number) -> bool:
     return not any(_parse(beside, i) for i in range(len(beside)))
 
 
-def digits_for_numbers(words: Sequence[Word]) -> list[Word]:
-    """Replace each run of words that spells a cardinal by one word holding its digits.
+@dataclass(frozen=True)
+class NumberRun:
+    """Words `begin..end` (exclusive) of a text spell the cardinal `value`."""
 
-    The merged word spans the run (start of the first, end of the last) with the least
-    confidence of the run.
-    """
-    texts = [word.text.lower() for word in words]
-    out: list[Word] = []
+    begin: int
+    end: int
+    value: int
+
+
+def number_runs(texts: Sequence[str]) -> Iterator[NumberRun]:
+    """Each run of lower-cased words that spells a cardinal, in order (the rules above)."""
     index = 0
-    while index < len(words):
+    while index < len(texts):
         number = _parse(texts, index)
         if number is None or _lone_one(texts, index, number):
-            out.append(words[index])
             index += 1
             continue
         value, end = number.value, number.end
         following = _parse(texts, end)
         if following is not None and _year_pair(number, following):
             value, end = value * 100 + following.value, following.end
-        run = words[index:end]
-        out.append(Word(str(value), run[0].start, run[-1].end,
-                        min(word.confidence for word in run)))
+        yield NumberRun(index, end, value)
         index = end
+
+
+def digits_for_numbers(words: Sequence[Word]) -> list[Word]:
+    """Replace each run of words that spells a cardinal by one word holding its digits.
+
+    The merged word spans the run (start of the first, end of the last) with the least
+    confidence of the run.
+    """
+    out: list[Word] = []
+    index = 0
+    for number in number_runs([word.text.lower() for word in words]):
+        run = words[number.begin:number.end]
+        out += words[index:number.begin]
+        out.append(Word(str(number.value), run[0].start, run[-1].end,
+                        min(word.confidence for word in run)))
+        index = number.end
+    out += words[index:]
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from frontend.session.tokens import Token
 from frontend.session.transcript import Word
 
 
@@ -30,23 +31,27 @@ class Replacement:
         return cls(words, tuple(replacement.split())) if words else None
 
 
-def apply_replacements(words: Sequence[Word], rules: Sequence[Replacement]) -> list[tuple[Word, bool]]:
-    """`words` with every match replaced; each word paired with whether it is replacement text
-    (shown verbatim)."""
-    out: list[tuple[Word, bool]] = []
+def spread(texts: Sequence[str], span: Sequence[Word]) -> list[Token]:
+    """`texts` as verbatim tokens sharing the time of `span` evenly, each as confident as the
+    least confident word of the span."""
+    start, end = span[0].start, span[-1].end
+    confidence = min(w.confidence for w in span)
+    step = (end - start) / len(texts) if texts else 0.0
+    return [Token(Word(text, start + k * step, start + (k + 1) * step, confidence), verbatim=True)
+            for k, text in enumerate(texts)]
+
+
+def apply_replacements(words: Sequence[Word], rules: Sequence[Replacement]) -> list[Token]:
+    """`words` with every match replaced by verbatim tokens."""
+    out: list[Token] = []
     texts = [w.text.lower() for w in words]
     i = 0
     while i < len(words):
         rule = next((r for r in rules if tuple(texts[i:i + len(r.find)]) == r.find), None)
         if rule is None:
-            out.append((words[i], False))
+            out.append(Token(words[i]))
             i += 1
             continue
-        span = words[i:i + len(rule.find)]
-        start, end = span[0].start, span[-1].end
-        confidence = min(w.confidence for w in span)
-        step = (end - start) / len(rule.words) if rule.words else 0.0
-        out += [(Word(text, start + k * step, start + (k + 1) * step, confidence), True)
-                for k, text in enumerate(rule.words)]
+        out += spread(rule.words, words[i:i + len(rule.find)])
         i += len(rule.find)
     return out

@@ -207,6 +207,15 @@ async def test_replace_rewrites_what_the_model_heard(server: Server) -> None:
     assert "Dudoxx" in replaced.split() and target not in spoken_words(replaced)
 
 
+async def test_redact_hides_the_numbers_the_model_heard(server: Server) -> None:
+    pcm = wav_pcm(SPEECH_B)  # "seven green apples ..."
+    heard = spoken_words((await transcribe(server.ws, pcm, token=API_KEY)).final_text)
+    assert "seven" in heard
+    redacted = (await transcribe(server.ws, pcm, f"{LINEAR16}&redact=aggressive_numbers",
+                                 token=API_KEY)).final_text
+    assert "[NUMBER]" in redacted.split() and "seven" not in spoken_words(redacted)
+
+
 async def test_keyterms_hold_for_the_whole_stream_flushes_included(server: Server) -> None:
     # pause.wav is two utterances: the endpoint between them flushes the decoder, and what the
     # stream's START configured must hold for the second utterance too.

@@ -48,13 +48,13 @@ def test_booleans_are_case_insensitive(raw: str, value: bool) -> None:
 
 def test_repeated_keys_are_all_kept() -> None:
     query = MultiDict([("keywords", "a:2"), ("keywords", "b"), ("search", "x"), ("search", "y"),
-                       ("replace", "a:b"), ("redact", "pci"), ("redact", "ssn"),
+                       ("replace", "a:b"), ("redact", "pci"), ("redact", "SSN,numbers"),
                        ("language_hint", "en"), ("language_hint", "de"),
                        ("extra", "a:1"), ("extra", "b:2:3")])
     params = parse_listen_params(query)
     assert params.keywords == (("a", 2.0), ("b", 1.0))
     assert params.search == ("x", "y")
-    assert params.redact == ("pci", "ssn")
+    assert params.redact == ("pci", "ssn", "numbers")
     assert params.language_hint == ("en", "de")
     assert dict(params.extra) == {"a": "1", "b": "2:3"}
 

@@ -29,7 +29,7 @@ from frontend.session.ports import Samples
 
 SR = 16000
 VOCAB = ["<unk>", "▁hello", "▁world", "▁good", "bye", "▁twenty", "▁one", "▁um", "▁i",
-         "▁am", "▁here", "▁", "s", "▁nine", "▁hundred"]
+         "▁am", "▁here", "▁", "s", "▁nine", "▁hundred", "▁period"]
 TOKEN = {piece.lstrip("▁") or "▁": index for index, piece in enumerate(VOCAB)}
 CREATED = datetime(2025, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 

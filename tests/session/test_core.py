@@ -343,6 +343,17 @@ def test_a_long_segment_is_cut_before_its_last_word() -> None:
     assert h.finals[-1].start == pytest.approx(2.88)
 
 
+def test_a_dictated_period_before_a_length_cut_starts_the_next_sentence() -> None:
+    script = {0: [(t, "hello", 0.9) for t in np.arange(0.16, 2.6, 0.4)]
+              + [(2.72, "period", 0.9), (2.88, "good", 0.9), (3.28, "bye", 0.9)]}
+    h = Harness(params=ListenParams(endpointing=None, punctuate=True, dictation=True),
+                script=script, max_segment_s=3.0).open()
+    h.send(speech(4.0))
+    h.text({"type": "CloseStream"})
+    assert [f.transcript for f in h.finals if f.transcript] == ["Hello" + " hello" * 6 + ".",
+                                                                 "Goodbye."]
+
+
 def test_utterance_end_once_per_gap_after_the_final() -> None:
     params = ListenParams(endpointing=None, interim_results=True, utterance_end_ms=1000)
     script = {0: words_at(0.32, "hello", "world", step=0.32) + words_at(3.2, "good")}

@@ -80,3 +80,82 @@ def test_replace_spreads_a_longer_replacement_over_the_span_and_runs_after_numer
 def test_replaced_text_is_not_matched_again() -> None:
     alt = format_words(words("a b"), style_replacing("a:b", "b:c"), sentence_start=True, sentence_end=False)
     assert alt.transcript == "b c"
+
+
+def formatted(text: str, *, sentence_start: bool = True, sentence_end: bool = False,
+              **options: object) -> str:
+    style = TextStyle.from_params(ListenParams(**options))  # type: ignore[arg-type]
+    return format_words(words(text), style, sentence_start=sentence_start,
+                        sentence_end=sentence_end).transcript
+
+
+@pytest.mark.parametrize(("spoken", "written"), [
+    ("dear sam comma thanks period see you soon", "Dear sam, thanks. See you soon."),
+    ("is it done question mark yes exclamation point", "Is it done? Yes!"),
+    ("note colon milk semicolon eggs full stop", "Note: milk; eggs."),
+    ("hi new paragraph thanks", "Hi\n\nThanks."),
+    ("he said open quote go close quote then left", 'He said "go" then left.'),
+    ("a period of time and the colon", "A period of time and the colon."),
+])
+def test_dictation_turns_spoken_punctuation_into_marks(spoken: str, written: str) -> None:
+    assert formatted(spoken, sentence_end=True, dictation=True, punctuate=True) == written
+
+
+def test_dictation_needs_punctuation_and_keeps_word_timings() -> None:
+    assert formatted("yes comma please", dictation=True) == "yes comma please"
+    style = TextStyle.from_params(ListenParams(dictation=True, punctuate=True))
+    alt = format_words(words("yes comma please"), style, sentence_start=True, sentence_end=False)
+    assert [(w.word, w.punctuated_word, w.start) for w in alt.words] == [
+        ("yes", "Yes,", 0.0), ("please", "please", 2.0)]
+
+
+def test_a_dictated_sentence_mark_carries_into_the_next_frame() -> None:
+    style = TextStyle.from_params(ListenParams(dictation=True, punctuate=True))
+    first = format_words(words("that is all period"), style, sentence_start=True, sentence_end=False)
+    assert (first.transcript, first.ends_sentence) == ("That is all.", True)
+    leading = format_words(words("period and then"), style, sentence_start=False, sentence_end=False)
+    assert leading.transcript == "And then"
+
+
+@pytest.mark.parametrize(("spoken", "kinds", "written"), [
+    ("my pin is four one one", ("numbers",), "my pin is [NUMBER]"),
+    ("it cost three hundred", ("true",), "it cost [NUMBER]"),
+    ("twenty five people", ("numbers",), "twenty five people"),
+    ("twenty five people", ("aggressive_numbers",), "[NUMBER] people"),
+    ("room four oh two", ("numbers",), "room [NUMBER]"),
+    ("card four one one one one one one one one one one one one one one one ok", ("pci",),
+     "card [CREDIT_CARD] ok"),
+    ("the cvv is one two three", ("pci",), "the cvv is [CVV]"),
+    ("call one two three", ("pci",), "call one two three"),
+    ("ssn one two three four five six seven eight nine", ("ssn", "numbers"), "ssn [SSN]"),
+    ("one two three four five six seven eight nine", ("pii",), "one two three four five six seven eight nine"),
+    ("no one came", ("aggressive_numbers",), "no one came"),
+])
+def test_redact_labels_sensitive_numbers(spoken: str, kinds: tuple[str, ...], written: str) -> None:
+    assert formatted(spoken, redact=kinds) == written
+
+
+def test_redaction_works_on_digits_spans_the_number_and_keeps_dictated_marks() -> None:
+    assert formatted("code four one one", redact=("numbers",), numerals=True) == "code [NUMBER]"
+    style = TextStyle.from_params(ListenParams(redact=("numbers",), dictation=True, punctuate=True))
+    alt = format_words(words("it is five five five comma ok"), style, sentence_start=True,
+                       sentence_end=True)
+    assert alt.transcript == "It is [NUMBER], ok."
+    label = alt.words[2]
+    assert (label.word, label.start, label.end) == ("[number]", 2.0, 4.5)
+    assert label.confidence == pytest.approx(0.7)  # the least sure of the digits it hides
+
+
+def test_profanity_is_masked_letter_for_letter_and_innocent_words_are_not() -> None:
+    alt = format_words(words("what the fuck is this shit said the ass"),
+                       TextStyle.from_params(ListenParams(profanity_filter=True, punctuate=True)),
+                       sentence_start=True, sentence_end=True)
+    assert alt.transcript == "What the **** is this **** said the ass."
+    assert alt.words[2].word == "****"
+    assert formatted("fucking hell") == "fucking hell"
+
+
+def test_a_cvv_needs_its_cue_close_by() -> None:
+    assert formatted("security code is four five six", redact=("pci",)) == "security code is [CVV]"
+    assert formatted("cvv not yet and then one two three", redact=("pci",)) == \
+        "cvv not yet and then one two three"
