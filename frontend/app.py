@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -261,10 +262,31 @@ async def make_runtime(config: Config, triton_url: str) -> Runtime:
     return Runtime(config=config, triton_url=triton_url, client=client, models=ModelTable(manifests), keystore=keystore)
 
 
+LAG_PROBE_S = 0.1
+
+
+async def _probe_loop_lag(app: web.Application) -> AsyncIterator[None]:
+    """Time a 100 ms sleep over and over while the app runs: what it oversleeps is how long
+    some task held the event loop, the delay every connection felt (`/metrics`)."""
+    lag = app[RUNTIME].metrics.event_loop_lag
+
+    async def probe() -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_PROBE_S)
+            lag.observe(max(0.0, time.monotonic() - started - LAG_PROBE_S))
+
+    task = asyncio.create_task(probe(), name="event-loop-lag-probe")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def make_app(runtime: Runtime) -> web.Application:
     """The aiohttp application; routes as in the integration guide."""
     app = web.Application(client_max_size=runtime.config.max_upload_bytes)
     app[RUNTIME] = runtime
+    app.cleanup_ctx.append(_probe_loop_lag)
     app.router.add_get("/v1/listen", listen)
     app.router.add_get("/v1/listen/dg", listen)
     app.router.add_post("/v1/listen", transcribe)

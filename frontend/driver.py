@@ -29,11 +29,24 @@ TICK_S = 0.25
 # so Deepgram's 10 ms default endpointing is honoured as this floor.
 ENDPOINTING_FLOOR_MS = 200
 
-AUDIO_PIECE_BYTES = 8 * 1024
-"""The most of one client message decoded without yielding the event loop. Whole files may come
-as one message (the guide's "full-frame inputs"): decoding 1 MB of 24 kb/s Opus (6 minutes) in
-one go held the loop, and so every other connection, for about half a second. Decoding does not
-depend on how the bytes are split, so pieces change nothing but who waits."""
+AUDIO_PIECE_BUDGET_S = 0.005
+"""How long one piece of a client message may hold the event loop. Whole files may come as one
+message (the guide's "full-frame inputs"), and decoding plus VAD cost follows the audio's
+duration, not its bytes: 8 KiB is a quarter second of linear16 but eleven seconds of 6 kb/s
+Opus (about 80 ms of work on this machine). So the piece size adapts to what the last piece
+cost. Decoding does not depend on how the bytes are split: pieces change nothing but who waits."""
+AUDIO_PIECE_BYTES = (256, 8 * 1024, 64 * 1024)
+"""Smallest, first and largest piece."""
+
+
+def next_piece_bytes(size: int, took_s: float) -> int:
+    """The piece size that would have taken `AUDIO_PIECE_BUDGET_S` at the last piece's rate,
+    growing at most twofold: a container decoder may buffer a piece without decoding any of it,
+    and that cheap piece says nothing about the next one."""
+    smallest, _, largest = AUDIO_PIECE_BYTES
+    fitted = int(size * AUDIO_PIECE_BUDGET_S / max(took_s, 1e-6))
+    return max(smallest, min(largest, 2 * size, fitted))
+
 
 Emit = Callable[[SendFrame | CloseConnection], None]
 
@@ -102,6 +115,7 @@ class SessionDriver:
         self._streams: dict[int, SequenceStream] = {}
         self._sent_at: dict[tuple[int, int], float] = {}
         self._ticker: asyncio.Task[None] | None = None
+        self._piece_bytes = AUDIO_PIECE_BYTES[1]
 
     def _stream(self, channel: int) -> SequenceStream:
         stream = self._streams.get(channel)
@@ -146,10 +160,18 @@ class SessionDriver:
         if not data:
             await self.apply(self.session.receive_bytes(b"", now()))
             return
-        for offset in range(0, len(data), AUDIO_PIECE_BYTES):
+        offset = 0
+        while offset < len(data):
             if offset:
                 await asyncio.sleep(0)  # let other connections run between pieces
-            await self.apply(self.session.receive_bytes(data[offset : offset + AUDIO_PIECE_BYTES], now()))
+            piece = data[offset : offset + self._piece_bytes]
+            started = time.perf_counter()
+            actions = self.session.receive_bytes(piece, now())
+            # A short last piece says little about the rate: keep the size for the next message.
+            if len(piece) == self._piece_bytes:
+                self._piece_bytes = next_piece_bytes(len(piece), time.perf_counter() - started)
+            offset += len(piece)
+            await self.apply(actions)
 
     async def _tick_loop(self) -> None:
         while True:

@@ -37,6 +37,12 @@ class Metrics:
             "ddx_stt_chunk_latency_seconds", "Triton round trip of one audio chunk.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=self.registry,
         )
+        self.event_loop_lag = Histogram(
+            "ddx_stt_event_loop_lag_seconds",
+            "How late a 100 ms timer of the event loop fires: how long one task held the loop, "
+            "which every other connection waited out.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=self.registry,
+        )
         self.triton_errors = Counter(
             "ddx_stt_triton_errors_total", "Triton sequences that failed.", registry=self.registry
         )

@@ -16,6 +16,13 @@ measures what a voice agent feels:
   0.3 s): how soon a voice agent can see what was said;
 * the closing handshake: ``CloseStream`` must end with ``Metadata`` then close 1000.
 
+``--upload FILE`` adds ``--uploads`` connections (1) that each send FILE (any container the
+server decodes) as one binary message, then ``CloseStream``, the guide's "full-frame input",
+while the streams run: the load a batch job puts on live callers. The report gives each
+upload's close code and seconds, and always the server's event-loop lag over the run (its
+``ddx_stt_event_loop_lag_seconds`` histogram on ``/metrics``): the share of 100 ms probes that
+fired more than 10, 50 and 100 ms late, which is how long some task held every connection up.
+
 ``--broadcast`` runs one long stream of speech with the pauses cut out and sends ``Finalize``
 every ``--finalize-every`` seconds (30): without it such a stream never pauses, so only
 Finalize produces finals.
@@ -23,8 +30,8 @@ Finalize produces finals.
 Bounded: at most 1000 streams, 500 at once, 3600 s each, and every stream has a deadline.
 Only loopback URLs are accepted: this is a load generator, not a client for remote hosts.
 
-Exit status: 0 every stream passed, 1 some stream failed (see the table), 2 no stream could run
-(bad arguments, server not listening).
+Exit status: 0 every stream passed, 1 some stream failed (see the table) or an upload did not
+close 1000, 2 no stream could run (bad arguments, server not listening).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import socket
 import sys
 import time
 import urllib.parse
+import urllib.request
 import wave
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -387,7 +395,58 @@ def require_loopback(url: str) -> None:
         raise SystemExit(f"refusing non-loopback target {parts.hostname} ({', '.join(map(str, addresses))})")
 
 
-async def run_all(args: argparse.Namespace, payload: Payload) -> list[StreamResult]:
+LAG_LATE_S = (0.01, 0.05, 0.1)
+
+
+def metrics_url(ws_url: str) -> str:
+    parts = urllib.parse.urlsplit(ws_url)
+    return f"http://{parts.netloc}/metrics"
+
+
+def loop_lag_buckets(url: str) -> dict[float, float] | None:
+    """The server's cumulative event-loop lag histogram (`le` -> probes), None if unreadable."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    prefix = 'ddx_stt_event_loop_lag_seconds_bucket{le="'
+    buckets = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            bound, _, count = line[len(prefix):].partition('"} ')
+            buckets[float(bound)] = float(count)
+    return buckets or None
+
+
+def loop_lag_summary(before: dict[float, float] | None, after: dict[float, float] | None) -> dict[str, Any] | None:
+    """Probes during the run, and the share of them later than each of `LAG_LATE_S`."""
+    if before is None or after is None:
+        return None
+    probes = after[float("inf")] - before.get(float("inf"), 0.0)
+    late = {f"over_{int(bound * 1000)}ms": (probes - (after[bound] - before.get(bound, 0.0))) / probes
+            if probes else None for bound in LAG_LATE_S if bound in after}
+    return {"probes": probes, **late}
+
+
+async def upload(url: str, token: str, data: bytes) -> dict[str, Any]:
+    """One whole file as one message, CloseStream, read until the close."""
+    started = time.monotonic()
+    try:
+        async with websockets.connect(url, additional_headers={"Authorization": f"Token {token}"},
+                                      max_size=2**24, open_timeout=10) as ws:
+            await ws.send(data)
+            await ws.send(json.dumps({"type": "CloseStream"}))
+            async for _ in ws:
+                pass
+            code = ws.close_code
+    except (OSError, ConnectionClosed, InvalidStatus) as exc:
+        return {"close_code": None, "error": str(exc)[:200], "seconds": time.monotonic() - started}
+    return {"close_code": code, "seconds": time.monotonic() - started}
+
+
+async def run_all(args: argparse.Namespace, payload: Payload) -> tuple[list[StreamResult], list[dict[str, Any]]]:
+    """The streams' results and the uploads' outcomes."""
     url = args.url + ("&" if "?" in args.url else "?") + urllib.parse.urlencode(payload.query)
     gate = asyncio.Semaphore(args.concurrent)
 
@@ -397,7 +456,14 @@ async def run_all(args: argparse.Namespace, payload: Payload) -> list[StreamResu
             delay = args.ramp * index / args.concurrent if index < args.concurrent else 0.0
             return await StreamClient(index, args, payload, url).run(delay)
 
-    return await asyncio.gather(*(one(i) for i in range(args.n)))
+    uploads = []
+    if args.upload:
+        data = args.upload.read_bytes()
+        upload_url = args.url + ("&" if "?" in args.url else "?") + urllib.parse.urlencode(
+            {k: v for k, v in payload.query.items() if k in ("model", "language")})
+        uploads = [upload(upload_url, args.token, data) for _ in range(args.uploads)]
+    outcomes = await asyncio.gather(*(one(i) for i in range(args.n)), *uploads)
+    return list(outcomes[:args.n]), list(outcomes[args.n:])
 
 
 def lag_budget(args: argparse.Namespace) -> float | None:
@@ -410,7 +476,8 @@ def _kept_realtime(result: StreamResult, lag_budget_s: float) -> bool:
     return lag_p95 is not None and lag_p95 <= lag_budget_s
 
 
-def summarize(args: argparse.Namespace, payload: Payload, results: list[StreamResult]) -> dict[str, Any]:
+def summarize(args: argparse.Namespace, payload: Payload, results: list[StreamResult],
+              uploads: list[dict[str, Any]], loop_lag: dict[str, Any] | None) -> dict[str, Any]:
     lags = [lag for r in results for lag in r.lags_s]
     finalize = [x for r in results for x in r.finalize_latencies_s]
     first = [r.first_result_s for r in results if r.first_result_s is not None]
@@ -439,6 +506,8 @@ def summarize(args: argparse.Namespace, payload: Payload, results: list[StreamRe
         "errors": dict(Counter(r.error for r in results if r.error).most_common(10)),
         "client_behind_max_s": max((r.client_behind_s for r in results), default=0.0),
         "failures": {str(i): f for i, f in failures.items() if f},
+        "uploads": uploads,
+        "server_loop_lag": loop_lag,
     }
 
 
@@ -466,6 +535,13 @@ def markdown(args: argparse.Namespace, summary: dict[str, Any], results: list[St
         ("close codes", ", ".join(f"{code}: {count}" for code, count in summary["close_codes"].items())),
         ("bench client fell behind by (max)", ms(summary["client_behind_max_s"])),
     ]
+    lag = summary["server_loop_lag"]
+    if lag is not None and lag["probes"]:
+        rows.append(("server loop lag: probes late by > 10 / 50 / 100 ms",
+                     " / ".join(f"{lag[f'over_{int(b * 1000)}ms']:.1%}" for b in LAG_LATE_S)
+                     + f" of {lag['probes']:.0f}"))
+    for i, outcome in enumerate(summary["uploads"]):
+        rows.append((f"upload {i}: close code, seconds", f"{outcome['close_code']}, {outcome['seconds']:.1f} s"))
     lines = ["| metric | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     if summary["errors"]:
         lines += ["", "| error | streams |", "|---|---|"]
@@ -509,6 +585,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="extra query parameter")
     parser.add_argument("--token", default=os.environ.get("DDX_STT_TOKEN", "dummy"), help="API key ($DDX_STT_TOKEN)")
     parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument("--upload", type=Path, help="also send this file as one message per upload connection")
+    parser.add_argument("--uploads", type=int, default=1, help="upload connections with --upload (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.broadcast:
         args.concurrent, args.n = 1, 1
@@ -520,6 +598,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--concurrent must be 1..{MAX_CONCURRENT} and --n 1..{MAX_STREAMS}")
     if not 0 < args.duration <= MAX_DURATION_S:
         parser.error(f"--duration must be in (0, {MAX_DURATION_S:.0f}] seconds")
+    if args.upload and not (args.upload.is_file() and 1 <= args.uploads <= MAX_CONCURRENT):
+        parser.error(f"--upload must be a file and --uploads 1..{MAX_CONCURRENT}")
     if args.frame_ms < 5 or args.finalize_every <= 0:
         parser.error("--frame-ms must be >= 5 and --finalize-every > 0")
     return args
@@ -530,8 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     require_loopback(args.url)
     payload = build_payload(args)
     started = time.time()
-    results = asyncio.run(run_all(args, payload))
-    summary = summarize(args, payload, results)
+    lag_before = loop_lag_buckets(metrics_url(args.url))
+    results, uploads = asyncio.run(run_all(args, payload))
+    loop_lag = loop_lag_summary(lag_before, loop_lag_buckets(metrics_url(args.url)))
+    summary = summarize(args, payload, results, uploads, loop_lag)
     print(markdown(args, summary, results))
     if args.report:
         config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "token"}
@@ -548,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     if all(r.error and r.error.startswith("cannot connect") for r in results):
         print(f"\nno stream could connect to {args.url}: is the server running (ddx-stt serve)?", file=sys.stderr)
         return 2
-    return 0 if summary["passed"] == summary["streams"] else 1
+    uploads_ok = all(outcome["close_code"] == 1000 for outcome in uploads)
+    return 0 if summary["passed"] == summary["streams"] and uploads_ok else 1
 
 
 if __name__ == "__main__":

@@ -133,9 +133,11 @@ async def connect(
     return LiveSession(ws, transcript)
 
 
-async def transcribe(base: str, pcm: bytes, query: str = LINEAR16, *, token: str, **kwargs: Any) -> Transcript:
-    """Stream a whole utterance, CloseStream, and collect everything until the close."""
+async def transcribe(base: str, pcm: bytes, query: str = LINEAR16, *, token: str, chunk: int = 3200,
+                     **kwargs: Any) -> Transcript:
+    """Stream a whole utterance in `chunk`-byte messages, CloseStream, and collect everything
+    until the close."""
     session = await connect(base, query, token=token, **kwargs)
-    await session.send_audio(pcm)
+    await session.send_audio(pcm, chunk)
     await session.send_json({"type": "CloseStream"})
     return await session.finish()

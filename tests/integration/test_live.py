@@ -294,6 +294,24 @@ async def test_concurrent_sessions_do_not_see_each_others_words(server: Server) 
     assert together_b.final_text == alone_b.final_text
 
 
+async def test_a_file_in_one_message_reads_as_it_does_streamed(server: Server) -> None:
+    # The server cuts big messages into pieces sized by what decoding them costs; the cut must
+    # not change what is heard, and the other connections' loop lag is being measured meanwhile.
+    audio = (FIXTURES / "stereo_a_left_b_right.ogg").read_bytes()
+    query = "model=nova-3&multichannel=true"
+    heard = []
+    for chunk in (len(audio), 700):
+        result = await transcribe(server.ws, audio, query, token=API_KEY, chunk=chunk)
+        heard.append({channel: " ".join(f["channel"]["alternatives"][0]["transcript"]
+                                        for f in result.finals if f["channel_index"][0] == channel)
+                      for channel in (0, 1)})
+    assert all(heard[0].values()) and heard[0] == heard[1]
+    with urllib.request.urlopen(server.http + "/metrics", timeout=5) as response:
+        probes = [line for line in response.read().decode().splitlines()
+                  if line.startswith("ddx_stt_event_loop_lag_seconds_count ")]
+    assert probes and float(probes[0].split()[1]) > 0
+
+
 async def test_disconnect_mid_stream_does_not_leak_sequences(server: Server) -> None:
     for _ in range(3):
         session = await connect(server.ws, token=API_KEY)
