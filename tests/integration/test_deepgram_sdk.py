@@ -84,3 +84,24 @@ def test_sync_sdk_bad_key_is_rejected(server: Server) -> None:
         with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000"):
             pass
     assert "401" in str(info.value)
+
+
+async def test_async_sdk_redact_list_reaches_the_words(server: Server) -> None:
+    # The SDK sends a list as repeated `redact` keys; "seven green apples" has a number to hide.
+    client = AsyncDeepgramClient(api_key=API_KEY, environment=environment(server))
+    received: list[object] = []
+    async with client.listen.v1.connect(model="nova-3", encoding="linear16", sample_rate="16000",
+                                        redact=["pci", "aggressive_numbers"]) as connection:
+
+        async def reader() -> None:
+            async for message in connection:
+                received.append(message)
+
+        task = asyncio.create_task(reader())
+        await connection.send_media(wav_pcm("speaker_b.wav"))
+        await connection.send_close_stream()
+        await asyncio.wait_for(task, 60)
+
+    words = [w.punctuated_word for m in received if type(m).__name__.endswith("Results")  # type: ignore[attr-defined]
+             for w in m.channel.alternatives[0].words]  # type: ignore[attr-defined]
+    assert "[NUMBER]" in words and "seven" not in words, words
