@@ -199,7 +199,9 @@ async def transcribe(request: web.Request) -> web.Response:
         elif isinstance(item.frame, (ResultsFrame, MetadataFrame)):
             frames.append(item.frame)
 
-    session, audio = new_session(runtime.config, replace(params, interim_results=False), route, request_id)
+    # Paragraphs are made of sentences, so they need the punctuation that ends them.
+    params = replace(params, interim_results=False, punctuate=params.punctuate or params.paragraphs)
+    session, audio = new_session(runtime.config, params, route, request_id)
     driver = SessionDriver(
         session, audio, route, request_id,
         client=runtime.client, config=runtime.config, metrics=runtime.metrics, emit=collect,
@@ -224,7 +226,9 @@ async def transcribe(request: web.Request) -> web.Response:
         return web.json_response(error_body, status=status, headers={**headers, "dg-error": message})
     metadata = [f for f in frames if isinstance(f, MetadataFrame)][-1]
     finals = tuple(f for f in frames if isinstance(f, ResultsFrame) and f.is_final)
-    return web.json_response(PrerecordedResponse(metadata, finals).to_dict(), headers=headers)
+    response = PrerecordedResponse(metadata, finals, paragraphs=params.paragraphs,
+                                   utterances_split_s=params.utt_split if params.utterances else None)
+    return web.json_response(response.to_dict(), headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:

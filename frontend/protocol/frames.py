@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -285,30 +286,107 @@ Frame = (MetadataFrame | ResultsFrame | SpeechStartedFrame | UtteranceEndFrame |
          | ConfigureSuccessFrame | ConfigureFailureFrame)
 
 
+PARAGRAPH_PAUSE_S = 1.0
+"""A sentence that starts this long after the one before opens a new paragraph."""
+_SENTENCE_MARKS = (".", "?", "!")
+
+
+def _text(words: Sequence[ResultWord]) -> str:
+    return " ".join(word.punctuated_word.strip("\n") for word in words)
+
+
+def _runs(words: Sequence[ResultWord], split_s: float) -> list[list[ResultWord]]:
+    """`words` cut wherever the pause between two words is at least `split_s`."""
+    runs: list[list[ResultWord]] = []
+    for word in words:
+        if not runs or word.start - runs[-1][-1].end >= split_s:
+            runs.append([])
+        runs[-1].append(word)
+    return runs
+
+
+def _utterance(channel: int, words: Sequence[ResultWord]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "start": _seconds(words[0].start), "end": _seconds(words[-1].end),
+        "confidence": _probability(sum(w.confidence for w in words) / len(words)),
+        "channel": channel, "transcript": _text(words), "words": [w.to_dict() for w in words],
+        "id": str(uuid.uuid4()),
+    }
+    if words[0].speaker is not None:
+        out["speaker"] = words[0].speaker
+    return out
+
+
+def _paragraphs(words: Sequence[ResultWord]) -> dict[str, Any]:
+    """Deepgram's `paragraphs` object: sentences end at a sentence mark; a paragraph ends at a
+    pause of `PARAGRAPH_PAUSE_S` or a dictated new paragraph."""
+    sentences: list[list[ResultWord]] = [[]]
+    for word in words:
+        sentences[-1].append(word)
+        if word.punctuated_word.rstrip('"\n').endswith(_SENTENCE_MARKS):
+            sentences.append([])
+    paragraphs: list[list[list[ResultWord]]] = []
+    for sentence in filter(None, sentences):
+        if (not paragraphs or sentence[0].start - paragraphs[-1][-1][-1].end >= PARAGRAPH_PAUSE_S
+                or paragraphs[-1][-1][-1].punctuated_word.endswith("\n\n")
+                or sentence[0].punctuated_word.startswith("\n\n")):
+            paragraphs.append([])
+        paragraphs[-1].append(sentence)
+    speaker = words[0].speaker if words else None
+    label = "" if speaker is None else f"Speaker {speaker}: "
+    built = []
+    for paragraph in paragraphs:
+        item: dict[str, Any] = {
+            "sentences": [{"text": _text(s), "start": _seconds(s[0].start), "end": _seconds(s[-1].end)}
+                          for s in paragraph],
+            "num_words": sum(len(s) for s in paragraph),
+            "start": _seconds(paragraph[0][0].start), "end": _seconds(paragraph[-1][-1].end),
+        }
+        if speaker is not None:
+            item["speaker"] = speaker
+        built.append(item)
+    # Deepgram's layout: each paragraph on its own, after a blank line ("\nFirst.\n\nSecond.").
+    transcript = "\n\n".join(label + " ".join(_text(s) for s in p) for p in paragraphs)
+    return {"transcript": "\n" + transcript if transcript else "", "paragraphs": built}
+
+
 @dataclass(frozen=True)
 class PrerecordedResponse:
     """The body of `POST /v1/listen`: the closing Metadata plus every channel's finals joined.
 
     Built from the same frames the live route sends, so both routes agree word for word. No
     top-level `request_id`: the Python SDK would then parse the body as an "accepted" callback
-    response and drop the transcript.
+    response and drop the transcript. `utterances_split_s` (`utterances=true`, `utt_split`)
+    adds `results.utterances`: each channel's words cut at pauses of at least that long, in
+    time order. `paragraphs` adds each alternative's `paragraphs`.
     """
 
     metadata: MetadataFrame
     finals: tuple[ResultsFrame, ...]
+    utterances_split_s: float | None = None
+    paragraphs: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The Deepgram pre-recorded response object."""
         meta = self.metadata.to_dict()
         del meta["type"]
         channels = []
+        utterances = []
         for index in range(self.metadata.channels):
             frames = [frame for frame in self.finals if frame.channel == index]
             words = [word for frame in frames for word in frame.words]
             confidence = sum(word.confidence for word in words) / len(words) if words else 0.0
-            channels.append({"alternatives": [{
+            alternative: dict[str, Any] = {
                 "transcript": " ".join(frame.transcript for frame in frames if frame.transcript),
                 "confidence": _probability(confidence),
                 "words": [word.to_dict() for word in words],
-            }]})
-        return {"metadata": meta, "results": {"channels": channels}}
+            }
+            if self.paragraphs:
+                alternative["paragraphs"] = _paragraphs(words)
+            channels.append({"alternatives": [alternative]})
+            if self.utterances_split_s is not None:
+                utterances += [_utterance(index, run) for run in _runs(words, self.utterances_split_s)]
+        results: dict[str, Any] = {"channels": channels}
+        if self.utterances_split_s is not None:
+            results["utterances"] = sorted(utterances, key=lambda u: (u["start"], u["channel"]))
+        return {"metadata": meta, "results": results}

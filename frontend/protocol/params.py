@@ -16,6 +16,8 @@ from types import MappingProxyType
 from frontend.protocol.errors import InvalidQuery
 
 DEFAULT_ENDPOINTING_MS = 10
+DEFAULT_UTT_SPLIT_S = 0.8
+"""Deepgram's default pause between pre-recorded utterances."""
 """Deepgram's default: finalise after 10 ms of VAD silence."""
 
 LATENCY_NAMES = ("low", "balanced", "accurate")
@@ -81,6 +83,12 @@ class ListenParams:
     """Lower-cased; `redact=pci,ssn` counts as two values."""
     language_hint: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY_EXTRA)
+    utterances: bool = False
+    """Pre-recorded only (the live route ignores it): `results.utterances`."""
+    utt_split: float = DEFAULT_UTT_SPLIT_S
+    """Pre-recorded only: the pause, in seconds, that starts a new utterance."""
+    paragraphs: bool = False
+    """Pre-recorded only: `alternatives[0].paragraphs`; implies `punctuate`."""
 
     @property
     def boosted_terms(self) -> tuple[tuple[str, float], ...]:
@@ -218,6 +226,19 @@ def _extra(query: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(pairs) if pairs else _EMPTY_EXTRA
 
 
+def _positive_seconds(query: Mapping[str, str], name: str, default: float) -> float:
+    raw = _first(query, name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidQuery(f"{name}={raw!r}: expected seconds") from None
+    if not 0 < value < math.inf:
+        raise InvalidQuery(f"{name}={raw!r}: must be a positive number of seconds")
+    return value
+
+
 def _text(query: Mapping[str, str], name: str) -> str | None:
     raw = _first(query, name)
     return raw or None
@@ -262,4 +283,7 @@ def parse_listen_params(query: Mapping[str, str]) -> ListenParams:
                      for kind in raw.split(",") if kind.strip()),
         language_hint=tuple(_values(query, "language_hint")),
         extra=_extra(query),
+        utterances=_bool(query, "utterances"),
+        utt_split=_positive_seconds(query, "utt_split", DEFAULT_UTT_SPLIT_S),
+        paragraphs=_bool(query, "paragraphs"),
     )

@@ -38,6 +38,36 @@ def test_sdk_transcribe_file_matches_live_route(server: Server) -> None:
     assert [w.word for w in alternative.words] == [w["word"] for w in live.words()]
 
 
+def test_utterances_and_paragraphs_follow_the_pause(server: Server) -> None:
+    # pause.wav: two sentences with 1.5 s of silence between them.
+    wav = (FIXTURES / "pause.wav").read_bytes()
+    auth = {"Authorization": f"Token {API_KEY}", "Content-Type": "audio/wav"}
+    status, body = post(server, "model=nova-3&utterances=true&paragraphs=true", wav, auth)
+    assert status == 200, body
+    utterances = body["results"]["utterances"]
+    alternative = body["results"]["channels"][0]["alternatives"][0]
+    assert len(utterances) == 2 and utterances[0]["end"] < 4.0 < utterances[1]["start"]
+    assert [w for u in utterances for w in u["words"]] == alternative["words"]
+    paragraphs = alternative["paragraphs"]["paragraphs"]
+    assert len(paragraphs) == 2  # paragraphs turn punctuation on: each sentence ends with "."
+    assert alternative["paragraphs"]["transcript"].count("\n\n") == 1
+    _, joined = post(server, "model=nova-3&utterances=true&utt_split=2", wav, auth)
+    assert len(joined["results"]["utterances"]) == 1
+    status, refused = post(server, "model=nova-3&utterances=true&utt_split=-1", wav, auth)
+    assert status == 400
+
+
+def test_sdk_reads_utterances_and_paragraphs(server: Server) -> None:
+    client = DeepgramClient(api_key=API_KEY, environment=environment(server))
+    response = client.listen.v1.media.transcribe_file(
+        request=(FIXTURES / "pause.wav").read_bytes(), model="nova-3", utterances=True, paragraphs=True)
+    utterances = response.results.utterances
+    assert utterances and all(u.transcript and u.words and u.channel == 0 for u in utterances)
+    paragraphs = response.results.channels[0].alternatives[0].paragraphs
+    assert paragraphs.transcript.startswith("\n")
+    assert paragraphs.paragraphs[0].sentences[0].text.endswith(".")
+
+
 def test_container_upload_is_transcribed(server: Server) -> None:
     status, body = post(server, "model=nova-2", (FIXTURES / "speaker_a.ogg").read_bytes(),
                         {"Authorization": f"Token {API_KEY}", "Content-Type": "audio/ogg"})

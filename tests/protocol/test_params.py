@@ -97,6 +97,12 @@ def test_latency_selector(raw: str, value: str) -> None:
     assert parse_listen_params({"ddx_latency": raw}).ddx_latency == value
 
 
+def test_pre_recorded_options() -> None:
+    assert parse_listen_params({}).utt_split == 0.8
+    params = parse_listen_params({"utterances": "true", "utt_split": "1.25", "paragraphs": "true"})
+    assert (params.utterances, params.utt_split, params.paragraphs) == (True, 1.25, True)
+
+
 def test_formatting_shortcuts() -> None:
     smart = parse_listen_params({"smart_format": "true"})
     assert smart.punctuates and smart.formats_numbers
@@ -112,6 +118,7 @@ def test_formatting_shortcuts() -> None:
     ("punctuate", "maybe"), ("interim_results", "2"),
     ("ddx_latency", "fast"), ("ddx_latency", "la"),
     ("extra", "novalue"), ("extra", ":v"),
+    ("utt_split", "0"), ("utt_split", "-1"), ("utt_split", "inf"), ("utt_split", "nan"), ("utt_split", "soon"),
 ])
 def test_malformed_known_values_are_a_400_invalid_query_string(name: str, raw: str) -> None:
     with pytest.raises(InvalidQuery) as caught:
