@@ -199,8 +199,10 @@ async def transcribe(request: web.Request) -> web.Response:
         elif isinstance(item.frame, (ResultsFrame, MetadataFrame)):
             frames.append(item.frame)
 
-    # Paragraphs are made of sentences, so they need the punctuation that ends them.
-    params = replace(params, interim_results=False, punctuate=params.punctuate or params.paragraphs)
+    # Paragraphs are made of sentences, so they need the punctuation that ends them; Deepgram's
+    # smart_format includes paragraphs.
+    paragraphs = params.paragraphs or params.smart_format
+    params = replace(params, interim_results=False, punctuate=params.punctuate or paragraphs)
     session, audio = new_session(runtime.config, params, route, request_id)
     driver = SessionDriver(
         session, audio, route, request_id,
@@ -226,7 +228,7 @@ async def transcribe(request: web.Request) -> web.Response:
         return web.json_response(error_body, status=status, headers={**headers, "dg-error": message})
     metadata = [f for f in frames if isinstance(f, MetadataFrame)][-1]
     finals = tuple(f for f in frames if isinstance(f, ResultsFrame) and f.is_final)
-    response = PrerecordedResponse(metadata, finals, paragraphs=params.paragraphs,
+    response = PrerecordedResponse(metadata, finals, paragraphs=paragraphs,
                                    utterances_split_s=params.utt_split if params.utterances else None)
     return web.json_response(response.to_dict(), headers=headers)
 

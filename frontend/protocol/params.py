@@ -33,7 +33,8 @@ class ListenParams:
 
     Implemented: `model`, `language`, `encoding`, `sample_rate`, `channels`, `multichannel`,
     `interim_results`, `endpointing`, `utterance_end_ms`, `vad_events`, `punctuate`,
-    `smart_format` (= punctuate + numerals here), `numerals`, `diarize` (every word gets
+    `smart_format` (punctuate + numerals + currency, percentages, phone numbers and times;
+    paragraphs on the pre-recorded route), `numerals`, `diarize` (every word gets
     `speaker: 0`: no diarizer is served), `filler_words`, `extra` (echoed in
     `Results.metadata.extra`), `no_delay` and `ddx_latency` (below), `keyterm` and `keywords`
     (boosted by the beam search of models decoded with one; see `boosted_terms`), `replace`
@@ -88,7 +89,8 @@ class ListenParams:
     utt_split: float = DEFAULT_UTT_SPLIT_S
     """Pre-recorded only: the pause, in seconds, that starts a new utterance."""
     paragraphs: bool = False
-    """Pre-recorded only: `alternatives[0].paragraphs`; implies `punctuate`."""
+    """Pre-recorded only: `alternatives[0].paragraphs` (also with `smart_format`); implies
+    `punctuate`."""
 
     @property
     def boosted_terms(self) -> tuple[tuple[str, float], ...]:

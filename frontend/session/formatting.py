@@ -1,10 +1,12 @@
 """Recognised words -> the `words`, `transcript` and `confidence` of a Results alternative.
 
 Applies, in order: filler removal (unless `filler_words`), digits for spelled-out numbers
-(`numerals`/`smart_format`), `replace` rules, spoken punctuation (`dictation`, with
+(`numerals`/`smart_format`), currency, percentages, phone numbers and times (`smart_format`),
+`replace` rules, spoken punctuation (`dictation`, with
 punctuation on), `redact`, `profanity_filter`, and light punctuation (`punctuate`/
 `smart_format`): a capital at the start of a sentence and on "I", a period at the end of a
-segment that ends an utterance.
+segment that ends an utterance, capitals on weekdays and months ("may" and "march" excepted:
+they are words as often as months).
 The served models emit neither case nor punctuation, so this is all the punctuation there is.
 """
 
@@ -20,11 +22,15 @@ from frontend.session.numerals import digits_for_numbers
 from frontend.session.profanity import mask_profanity
 from frontend.session.redact import redact
 from frontend.session.replace import Replacement, apply_replacements
+from frontend.session.smart import smart_format
 from frontend.session.tokens import Token
 from frontend.session.transcript import Word
 
 FILLER_WORDS = frozenset({"uh", "um", "mhmm", "mm-mm", "uh-uh", "uh-huh", "nuh-uh"})
 """Deepgram's disfluencies: dropped unless `filler_words=true`."""
+PROPER_NAMES = frozenset(
+    "monday tuesday wednesday thursday friday saturday sunday january february april june july "
+    "august september october november december".split())
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,8 @@ class TextStyle:
 
     punctuate: bool = False
     numerals: bool = False
+    smart: bool = False
+    """`smart_format`: currency, percentages, phone numbers, times (`frontend.session.smart`)."""
     filler_words: bool = False
     diarize: bool = False
     replacements: tuple[Replacement, ...] = ()
@@ -45,7 +53,7 @@ class TextStyle:
     def from_params(cls, params: ListenParams) -> TextStyle:
         """The style the query asks for (`smart_format` implies punctuate and numerals)."""
         rules = tuple(r for raw in params.replace if (r := Replacement.parse(raw)) is not None)
-        return cls(punctuate=params.punctuates, numerals=params.formats_numbers,
+        return cls(punctuate=params.punctuates, numerals=params.formats_numbers, smart=params.smart_format,
                    filler_words=params.filler_words, diarize=params.diarize, replacements=rules,
                    dictation=params.dictation and params.punctuates,
                    redact=frozenset(params.redact) - {"false"},
@@ -71,7 +79,8 @@ def _shown(token: Token, style: TextStyle, *, capital: bool, period: bool) -> st
     text = token.word.text if token.verbatim or style.punctuate else token.word.text.lower()
     if not style.punctuate:
         return text
-    if not token.verbatim and (capital or text.lower() == "i" or text.lower().startswith("i'")):
+    plain = text.lower()
+    if not token.verbatim and (capital or plain == "i" or plain.startswith("i'") or plain in PROPER_NAMES):
         text = _capitalised(text)
     if period and not token.after and not text.endswith(SENTENCE_MARKS):
         text += "."
@@ -104,6 +113,8 @@ def format_words(words: Sequence[Word], style: TextStyle, *, sentence_start: boo
     kept = [w for w in words if style.filler_words or w.text.lower() not in FILLER_WORDS]
     if style.numerals:
         kept = digits_for_numbers(kept)
+    if style.smart:
+        kept = smart_format(kept)
     tokens = apply_replacements(kept, style.replacements)
     if style.dictation:
         tokens, sentence_start = dictate(tokens, sentence_start)

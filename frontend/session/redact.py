@@ -1,7 +1,8 @@
 """Deepgram's `redact`: sensitive numbers in the recognised words become a label.
 
 - `numbers` or `true`: a number of three digits or more, read digit by digit ("four one one",
-  "oh" between digits counting as zero) or as a cardinal ("three hundred") -> `[NUMBER]`;
+  "oh" between digits counting as zero), as a cardinal ("three hundred") or already written
+  with digits ("555-1212", "$300") -> `[NUMBER]`;
 - `aggressive_numbers`: every number -> `[NUMBER]`;
 - `pci`: 13 to 19 digits -> `[CREDIT_CARD]`; 3 or 4 digits said at most two words after
   "cvv", "cvc", "csc" or "security code" -> `[CVV]`;
@@ -16,6 +17,7 @@ served.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
@@ -24,6 +26,8 @@ from frontend.session.replace import spread
 from frontend.session.tokens import Token
 
 _ZEROS = frozenset({"oh", "o"})
+_WRITTEN_NUMBER = re.compile(r"[$€]?\d[\d.,-]*%?")
+"""A number already written with digits (`numerals`, `smart_format`, a replacement)."""
 _CVV_CUES = (("cvv",), ("cvc",), ("csc",), ("security", "code"))
 
 
@@ -38,7 +42,8 @@ def _spans(texts: Sequence[str]) -> list[_Span]:
     """Maximal runs of adjacent numbers: spelled-out cardinals, digit words, and "oh" between
     two of them."""
     runs = [_Span(n.begin, n.end, len(str(n.value))) for n in number_runs(texts)]
-    runs += [_Span(i, i + 1, len(text)) for i, text in enumerate(texts) if text.isdigit()]
+    runs += [_Span(i, i + 1, sum(c.isdigit() for c in text)) for i, text in enumerate(texts)
+             if _WRITTEN_NUMBER.fullmatch(text)]
     spans: list[_Span] = []
     for run in sorted(runs, key=lambda r: r.begin):
         last = spans[-1] if spans else None
@@ -72,7 +77,8 @@ def _label(span: _Span, texts: Sequence[str], kinds: Collection[str]) -> str | N
 def redact(tokens: Sequence[Token], kinds: Collection[str]) -> list[Token]:
     """`tokens` with each sensitive number replaced by one verbatim label token spanning it
     (marks dictated around the number stay around the label)."""
-    texts = [t.word.text.lower() if not t.verbatim or t.word.text.isdigit() else "" for t in tokens]
+    texts = [t.word.text.lower() if not t.verbatim or _WRITTEN_NUMBER.fullmatch(t.word.text) else ""
+             for t in tokens]
     out: list[Token] = []
     index = 0
     for span in _spans(texts):

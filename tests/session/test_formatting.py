@@ -42,6 +42,10 @@ def test_smart_format_means_punctuation_and_digits() -> None:
     style = TextStyle.from_params(ListenParams(smart_format=True))
     alt = format_words(words("i owe you twenty dollars"), style, sentence_start=True,
                        sentence_end=True)
+    assert alt.transcript == "I owe you $20."
+    numerals_only = TextStyle.from_params(ListenParams(numerals=True, punctuate=True))
+    alt = format_words(words("i owe you twenty dollars"), numerals_only, sentence_start=True,
+                       sentence_end=True)
     assert alt.transcript == "I owe you 20 dollars."
 
 
@@ -159,3 +163,27 @@ def test_a_cvv_needs_its_cue_close_by() -> None:
     assert formatted("security code is four five six", redact=("pci",)) == "security code is [CVV]"
     assert formatted("cvv not yet and then one two three", redact=("pci",)) == \
         "cvv not yet and then one two three"
+
+
+@pytest.mark.parametrize(("spoken", "written"), [
+    ("it costs twenty dollars and fifty cents", "It costs $20.50."),
+    ("one dollar or five euros", "$1 or €5."),
+    ("fifty percent off", "50% off."),
+    ("pi is three point one four", "Pi is 3.14."),
+    ("up three point five percent", "Up 3.5%."),
+    ("call five five five one two three four five six seven now", "Call 555-123-4567 now."),
+    ("dial one eight oh oh five five five one two one two", "Dial 1-800-555-1212."),
+    ("see you at ten thirty a m on monday", "See you at 10:30 AM on Monday."),
+    ("nine oh five p m in july", "9:05 PM in July."),
+    ("seven p m", "7 PM."),
+    ("we may march in may", "We may march in may."),
+    ("count one two three", "Count 1 2 3."),
+])
+def test_smart_format_writes_amounts_phone_numbers_and_times(spoken: str, written: str) -> None:
+    assert formatted(spoken, sentence_end=True, smart_format=True) == written
+
+
+def test_smart_formatted_numbers_are_still_redacted() -> None:
+    assert formatted("call five five five one two one two", smart_format=True, redact=("numbers",)) \
+        == "Call [NUMBER]"
+    assert formatted("it is twenty dollars", smart_format=True, redact=("numbers",)) == "It is $20"
