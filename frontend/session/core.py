@@ -503,7 +503,8 @@ class Session:
         if not words or words == ch.shown:
             return []
         ch.shown = words
-        alternative = format_words(words, self._style, sentence_start=ch.sentence_start, sentence_end=False)
+        alternative = format_words(words, self._style, sentence_start=ch.sentence_start, sentence_end=False,
+                                   interim=True)
         segment = Segment(transcript.segment_start, transcript.cursor, ())
         return [SendFrame(self._results(ch.index, segment, alternative, is_final=False, cut=None))]
 

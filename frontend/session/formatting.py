@@ -100,12 +100,13 @@ def _joined(shown: Sequence[str]) -> str:
 
 
 def format_words(words: Sequence[Word], style: TextStyle, *, sentence_start: bool,
-                 sentence_end: bool) -> Alternative:
+                 sentence_end: bool, interim: bool = False) -> Alternative:
     """Format one segment's words.
 
     `sentence_start`: the segment's first word begins a sentence (start of stream, or the
     previous final ended one). `sentence_end`: the segment ends an utterance (endpoint,
-    Finalize, utterance gap, close), so it gets a period. `word` is lower case; with
+    Finalize, utterance gap, close), so it gets a period. `interim`: more words may follow
+    the last (redaction then hides a number that may be growing). `word` is lower case; with
     punctuation off, `punctuated_word` equals `word` except for verbatim text (replacements,
     redaction labels, masks). Transcript confidence is the mean word confidence (0 for no
     words).
@@ -119,7 +120,7 @@ def format_words(words: Sequence[Word], style: TextStyle, *, sentence_start: boo
     if style.dictation:
         tokens, sentence_start = dictate(tokens, sentence_start)
     if style.redact:
-        tokens = redact(tokens, style.redact)
+        tokens = redact(tokens, style.redact, open_end=interim)
     if style.profanity_filter:
         tokens = mask_profanity(tokens)
     out: list[ResultWord] = []

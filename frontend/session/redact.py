@@ -9,7 +9,7 @@
 - `ssn`: 9 digits -> `[SSN]`.
 
 Adjacent numbers count as one ("four one one one one one ..."). The most specific label wins
-when several values are given. A number split by a final is judged part by part, so a card
+when several values are given. Interims hide a number still being said, whatever its length. A number split by a final is judged part by part, so a card
 number read in groups with pauses between them is caught by `numbers`, not by `pci` alone.
 Other values (`pii`, `phi`, entity names) are accepted without effect: no entity recogniser is
 served.
@@ -74,15 +74,22 @@ def _label(span: _Span, texts: Sequence[str], kinds: Collection[str]) -> str | N
     return None
 
 
-def redact(tokens: Sequence[Token], kinds: Collection[str]) -> list[Token]:
+def redact(tokens: Sequence[Token], kinds: Collection[str], *, open_end: bool = False) -> list[Token]:
     """`tokens` with each sensitive number replaced by one verbatim label token spanning it
-    (marks dictated around the number stay around the label)."""
+    (marks dictated around the number stay around the label).
+
+    `open_end`: the words may still go on (an interim). A number that reaches the end may then
+    be the start of a longer one, the first digits of a card number say, so it is hidden as
+    `[NUMBER]` whatever its length: the next result shows it again if it was harmless.
+    """
     texts = [t.word.text.lower() if not t.verbatim or _WRITTEN_NUMBER.fullmatch(t.word.text) else ""
              for t in tokens]
     out: list[Token] = []
     index = 0
     for span in _spans(texts):
         label = _label(span, texts, kinds)
+        if label is None and open_end and span.end == len(tokens):
+            label = "[NUMBER]"
         if label is None:
             continue
         covered = tokens[span.begin:span.end]

@@ -187,3 +187,15 @@ def test_smart_formatted_numbers_are_still_redacted() -> None:
     assert formatted("call five five five one two one two", smart_format=True, redact=("numbers",)) \
         == "Call [NUMBER]"
     assert formatted("it is twenty dollars", smart_format=True, redact=("numbers",)) == "It is $20"
+
+
+def test_an_interim_hides_a_number_that_may_still_grow_into_a_card_number() -> None:
+    style = TextStyle.from_params(ListenParams(redact=("pci",)))
+    spoken = words("my card is four one one one")
+    interim = format_words(spoken, style, sentence_start=True, sentence_end=False, interim=True)
+    assert interim.transcript == "my card is [NUMBER]"
+    final = format_words(spoken, style, sentence_start=True, sentence_end=False)
+    assert final.transcript == "my card is four one one one"  # four digits are no card number
+    closed = format_words(words("four one one one is mine"), style, sentence_start=True,
+                          sentence_end=False, interim=True)
+    assert closed.transcript == "four one one one is mine"
