@@ -2,11 +2,10 @@
 
 Applies, in order: filler removal (unless `filler_words`), digits for spelled-out numbers
 (`numerals`/`smart_format`), currency, percentages, phone numbers and times (`smart_format`),
-`replace` rules, spoken punctuation (`dictation`, with
-punctuation on), `redact`, `profanity_filter`, and light punctuation (`punctuate`/
-`smart_format`): a capital at the start of a sentence and on "I", a period at the end of a
-segment that ends an utterance, capitals on weekdays and months ("may" and "march" excepted:
-they are words as often as months).
+`replace` rules, spoken punctuation (`dictation`, with punctuation on), `redact`,
+`profanity_filter`, and light punctuation (`punctuate`/`smart_format`): a capital at the start
+of a sentence, on "I" and on weekdays and months ("may" and "march" excepted: they are words as
+often as months), a period at the end of a segment that ends an utterance.
 The served models emit neither case nor punctuation, so this is all the punctuation there is.
 """
 
