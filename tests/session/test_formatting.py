@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from frontend.protocol.params import ListenParams
@@ -199,3 +201,22 @@ def test_an_interim_hides_a_number_that_may_still_grow_into_a_card_number() -> N
     closed = format_words(words("four one one one is mine"), style, sentence_start=True,
                           sentence_end=False, interim=True)
     assert closed.transcript == "four one one one is mine"
+
+
+def test_every_option_at_once_survives_any_word_sequence() -> None:
+    # A formatting crash would end the session: random mixes of the words every rule looks for.
+    vocabulary = ("one two three four five nine ten twenty thirty hundred oh zero point dollars "
+                  "and cents percent per cent a m p m comma period new line paragraph open close "
+                  "quote the cvv security code fuck um monday may i hello").split()
+    style = TextStyle.from_params(ListenParams(
+        smart_format=True, dictation=True, redact=("pci", "ssn", "numbers", "aggressive_numbers"),
+        profanity_filter=True, replace=("hello:Hi there", "one two:"), diarize=True))
+    rng = random.Random(7)
+    for _ in range(3000):
+        spoken = [rng.choice(vocabulary) for _ in range(rng.randint(0, 14))]
+        for interim in (False, True):
+            alt = format_words(words(" ".join(spoken)), style, sentence_start=rng.random() < 0.5,
+                               sentence_end=rng.random() < 0.5, interim=interim)
+            assert all(w.start <= w.end for w in alt.words)
+            assert [w.start for w in alt.words] == sorted(w.start for w in alt.words)
+            assert "fuck" not in alt.transcript.lower()
