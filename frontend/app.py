@@ -19,6 +19,7 @@ from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tritonclient.grpc import aio as grpc_aio
 
+from frontend.callback import allowed_callback, deliver
 from frontend.config import Config
 from frontend.driver import SessionDriver, new_session, now
 from frontend.metrics import Metrics
@@ -43,6 +44,8 @@ class Runtime:
     keystore: KeyStore
     metrics: Metrics = field(default_factory=Metrics)
     connections: set["Connection"] = field(default_factory=set)
+    callbacks: set["asyncio.Task[None]"] = field(default_factory=set)
+    """Pre-recorded requests answered at once, their results still to be sent."""
     draining: bool = False
 
 
@@ -177,6 +180,8 @@ async def transcribe(request: web.Request) -> web.Response:
 
     The body is fed to a live session as fast as Triton takes it, closed with CloseStream, and
     the finals are joined into the pre-recorded response, so both routes agree word for word.
+    With `callback`, the answer is `{"request_id"}` and the response goes to the URL later
+    (`frontend.callback`).
     """
     runtime = request.app[RUNTIME]
     request_id = str(uuid.uuid4())
@@ -184,10 +189,34 @@ async def transcribe(request: web.Request) -> web.Response:
         _, params, route = _admit(runtime, request)
         if request.content_type == "application/json":
             raise UnsupportedSource("This server transcribes uploaded audio only, not URLs.")
+        callback = (allowed_callback(params.callback, runtime.config.callback_hosts)
+                    if params.callback is not None else None)
     except HandshakeError as error:
         return _refused(runtime, error, request_id)
     body = await request.read()
+    if callback is None:
+        status, payload, headers = await _prerecorded(runtime, params, route, request_id, body)
+        return web.json_response(payload, status=status, headers=headers)
 
+    async def call_back() -> None:
+        try:
+            _, payload, _ = await _prerecorded(runtime, params, route, request_id, body)
+            outcome = await deliver(callback, params.callback_method, payload, request_id)
+        except Exception:  # noqa: BLE001 - nobody awaits this task: log, count, keep serving
+            log.exception("request %s: callback transcription failed", request_id)
+            outcome = "failed"
+        runtime.metrics.callbacks.labels(outcome=outcome).inc()
+
+    task = asyncio.create_task(call_back(), name=f"callback-{request_id}")
+    runtime.callbacks.add(task)
+    task.add_done_callback(runtime.callbacks.discard)
+    return web.json_response({"request_id": request_id}, headers={"dg-request-id": request_id})
+
+
+async def _prerecorded(
+    runtime: Runtime, params: ListenParams, route: ModelRoute, request_id: str, body: bytes
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Transcribe one upload: the status, JSON body and headers of the pre-recorded answer."""
     frames: list[ResultsFrame | MetadataFrame] = []
     closed: list[CloseConnection] = []
     done = asyncio.Event()
@@ -225,12 +254,12 @@ async def transcribe(request: web.Request) -> web.Response:
         message = _AUDIO_REFUSED if status == 400 else "The recogniser failed; try again."
         error_body = {"err_code": "Bad Request" if status == 400 else "SERVICE_UNAVAILABLE",
                       "err_msg": message, "request_id": request_id, "details": reason or "empty body"}
-        return web.json_response(error_body, status=status, headers={**headers, "dg-error": message})
+        return status, error_body, {**headers, "dg-error": message}
     metadata = [f for f in frames if isinstance(f, MetadataFrame)][-1]
     finals = tuple(f for f in frames if isinstance(f, ResultsFrame) and f.is_final)
     response = PrerecordedResponse(metadata, finals, paragraphs=paragraphs,
                                    utterances_split_s=params.utt_split if params.utterances else None)
-    return web.json_response(response.to_dict(), headers=headers)
+    return 200, response.to_dict(), headers
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -303,14 +332,19 @@ def make_app(runtime: Runtime) -> web.Application:
 
 
 async def drain(runtime: Runtime, timeout: float) -> None:
-    """Stop accepting, let every session flush and close, give up after `timeout`."""
+    """Stop accepting, let every session flush and close and every callback go out; give up
+    after `timeout`."""
     runtime.draining = True
     connections = list(runtime.connections)
     log.info("draining %d sessions", len(connections))
     for connection in connections:
         await connection.drain()
     deadline = time.monotonic() + timeout
-    while runtime.connections and time.monotonic() < deadline:
+    while (runtime.connections or runtime.callbacks) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     if runtime.connections:
         log.warning("%d sessions still open after %.1fs drain", len(runtime.connections), timeout)
+    if runtime.callbacks:
+        log.warning("%d callbacks not sent after %.1fs drain", len(runtime.callbacks), timeout)
+        for task in list(runtime.callbacks):
+            task.cancel()

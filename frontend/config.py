@@ -110,6 +110,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest body accepted by `POST /v1/listen` (larger: HTTP 413)."),
     Setting("max_pending_chunks", "--max-pending-chunks", "DDX_STT_MAX_PENDING_CHUNKS", 8, int,
             "Chunks queued per channel toward Triton before the server stops reading the socket (backpressure)."),
+    Setting("callback_hosts", "--callback-hosts", "DDX_STT_CALLBACK_HOSTS", (), _csv,
+            "Hosts (`host` or `host:port`) that a pre-recorded `callback` URL may name, comma list; `*` any. "
+            "Empty: a request with `callback` gets HTTP 400 `CALLBACK_NOT_ALLOWED` (a server that calls URLs "
+            "its clients choose can be turned against the network it runs in)."),
     Setting("drain_timeout_s", "--drain-timeout", "DDX_STT_DRAIN_TIMEOUT_S", 15.0, float,
             "On SIGTERM: seconds to let open sessions flush finals and close before the server stops."),
     Setting("log_level", "--log-level", "DDX_STT_LOG_LEVEL", "INFO", str, "Python log level."),
@@ -141,6 +145,7 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024
     max_pending_chunks: int = 8
+    callback_hosts: tuple[str, ...] = ()
     drain_timeout_s: float = 15.0
     log_level: str = "INFO"
 

@@ -43,6 +43,10 @@ class Metrics:
             "which every other connection waited out.",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0), registry=self.registry,
         )
+        self.callbacks = Counter(
+            "ddx_stt_callbacks_total", "Pre-recorded results sent to a callback URL, by outcome "
+            "(delivered, rejected: a 4xx, failed: every attempt failed).", ["outcome"], registry=self.registry,
+        )
         self.triton_errors = Counter(
             "ddx_stt_triton_errors_total", "Triton sequences that failed.", registry=self.registry
         )

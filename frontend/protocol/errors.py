@@ -126,6 +126,10 @@ class UnsupportedSource(HandshakeError):
     """`POST /v1/listen` with a JSON `{"url": ...}` body: this server does not fetch URLs."""
 
 
+class CallbackRefused(HandshakeError):
+    """`POST /v1/listen?callback=URL` naming a host the operator did not allow, or no URL."""
+
+
 class StreamError(SttError):
     """A failure after accept: ends the session with a WebSocket close."""
 
@@ -187,6 +191,8 @@ ERROR_TABLE: Final[Mapping[type[SttError], HttpReply | WsClose]] = {
                                   "The service cannot take new streams right now."),
     UnsupportedSource: HttpReply(HTTPStatus.BAD_REQUEST, "UNSUPPORTED_SOURCE",
                                  "Send the audio bytes in the request body."),
+    CallbackRefused: HttpReply(HTTPStatus.BAD_REQUEST, "CALLBACK_NOT_ALLOWED",
+                               "This server does not call back to that URL."),
     InvalidControl: WsClose(CloseCode.POLICY_VIOLATION, "DATA-0000", "SchemaError"),
     UndecodableAudio: WsClose(CloseCode.POLICY_VIOLATION, "DATA-0000", "DataError"),
     UnsupportedEncoding: WsClose(CloseCode.UNSUPPORTED_DATA, "unsupported-data", "DataError"),

@@ -89,6 +89,10 @@ class ListenParams:
     utt_split: float = DEFAULT_UTT_SPLIT_S
     """Pre-recorded only: the pause, in seconds, that starts a new utterance."""
     paragraphs: bool = False
+    callback: str | None = None
+    """Pre-recorded only: answer `{"request_id"}` at once and send the result to this URL."""
+    callback_method: str = "post"
+    """`post` or `put`."""
     """Pre-recorded only: `alternatives[0].paragraphs` (also with `smart_format`); implies
     `punctuate`."""
 
@@ -241,6 +245,13 @@ def _positive_seconds(query: Mapping[str, str], name: str, default: float) -> fl
     return value
 
 
+def _callback_method(query: Mapping[str, str]) -> str:
+    method = (_first(query, "callback_method") or "post").lower()
+    if method not in ("post", "put"):
+        raise InvalidQuery(f"callback_method={method!r}: post or put")
+    return method
+
+
 def _text(query: Mapping[str, str], name: str) -> str | None:
     raw = _first(query, name)
     return raw or None
@@ -288,4 +299,6 @@ def parse_listen_params(query: Mapping[str, str]) -> ListenParams:
         utterances=_bool(query, "utterances"),
         utt_split=_positive_seconds(query, "utt_split", DEFAULT_UTT_SPLIT_S),
         paragraphs=_bool(query, "paragraphs"),
+        callback=_text(query, "callback"),
+        callback_method=_callback_method(query),
     )

@@ -6,10 +6,12 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+from aiohttp import web
 from deepgram import DeepgramClient
 
-from tests.integration.conftest import API_KEY, Server
+from tests.integration.conftest import API_KEY, Server, free_port, frontend_only, stop_server
 from tests.integration.live_client import FIXTURES, LINEAR16, transcribe
 from tests.integration.test_deepgram_sdk import environment
 
@@ -92,3 +94,42 @@ def test_url_source_is_refused_clearly(server: Server) -> None:
 def test_no_credential_is_403(server: Server) -> None:
     status, body = post(server, "", b"\x00" * 3200, {})
     assert status == 403 and body["request_id"]
+
+
+def test_a_callback_to_a_host_not_allowed_is_refused(server: Server) -> None:
+    status, body = post(server, "model=nova-3&callback=http://127.0.0.1:9/hook",
+                        (FIXTURES / "speaker_b.wav").read_bytes(),
+                        {"Authorization": f"Token {API_KEY}", "Content-Type": "audio/wav"})
+    assert (status, body["err_code"]) == (400, "CALLBACK_NOT_ALLOWED")
+    assert "--callback-hosts" in body["details"]
+
+
+async def test_callback_answers_at_once_and_sends_the_result_later(server: Server, tmp_path: Path) -> None:
+    received: asyncio.Queue[tuple[str, str | None, dict[str, object]]] = asyncio.Queue()
+
+    async def hook(request: web.Request) -> web.Response:
+        received.put_nowait((request.method, request.headers.get("dg-request-id"), await request.json()))
+        return web.Response(text="thanks")
+
+    receiver = web.Application()
+    receiver.router.add_route("*", "/hook", hook)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    extra = await asyncio.to_thread(frontend_only, server, tmp_path, DDX_STT_CALLBACK_HOSTS="127.0.0.1")
+    try:
+        wav = (FIXTURES / "speaker_b.wav").read_bytes()
+        client = DeepgramClient(api_key="any", environment=environment(extra))
+        accepted = await asyncio.to_thread(
+            client.listen.v1.media.transcribe_file, request=wav, model="nova-3",
+            callback=f"http://127.0.0.1:{port}/hook", callback_method="put")
+        assert accepted.request_id  # the SDK's "accepted" answer: no transcript in it
+        method, request_id, result = await asyncio.wait_for(received.get(), 60)
+        assert (method, request_id) == ("PUT", accepted.request_id)
+        _, direct = await asyncio.to_thread(post, extra, "model=nova-3", wav, {"Content-Type": "audio/wav",
+                                                                              "Authorization": "Token any"})
+        assert result["results"] == direct["results"]
+    finally:
+        await asyncio.to_thread(stop_server, extra)
+        await runner.cleanup()

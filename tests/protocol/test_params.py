@@ -78,7 +78,7 @@ def test_malformed_or_too_many_terms_are_refused(query: list[tuple[str, str]]) -
 
 
 def test_unknown_parameters_are_ignored() -> None:
-    params = parse_listen_params({"words": "true", "mip_opt_out": "maybe", "callback": "x"})
+    params = parse_listen_params({"words": "true", "mip_opt_out": "maybe", "summarize": "v2"})
     assert params == ListenParams()
 
 
@@ -118,6 +118,7 @@ def test_formatting_shortcuts() -> None:
     ("punctuate", "maybe"), ("interim_results", "2"),
     ("ddx_latency", "fast"), ("ddx_latency", "la"),
     ("extra", "novalue"), ("extra", ":v"),
+    ("callback_method", "get"),
     ("utt_split", "0"), ("utt_split", "-1"), ("utt_split", "inf"), ("utt_split", "nan"), ("utt_split", "soon"),
 ])
 def test_malformed_known_values_are_a_400_invalid_query_string(name: str, raw: str) -> None:
