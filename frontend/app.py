@@ -24,7 +24,7 @@ from frontend.config import Config
 from frontend.driver import SessionDriver, new_session, now
 from frontend.metrics import Metrics
 from frontend.protocol.auth import Credential, KeyStore, authenticate
-from frontend.protocol.errors import HandshakeError, ServiceUnavailable, UnsupportedSource
+from frontend.protocol.errors import HandshakeError, ModelNotFound, ServiceUnavailable, UnsupportedSource
 from frontend.protocol.frames import MetadataFrame, PrerecordedResponse, ResultsFrame
 from frontend.protocol.models import ModelRoute, ModelTable
 from frontend.protocol.params import ListenParams, parse_listen_params
@@ -262,6 +262,25 @@ async def _prerecorded(
     return 200, response.to_dict(), headers
 
 
+async def models(request: web.Request) -> web.Response:
+    """`GET /v1/models` (Deepgram's list: every served ensemble under `stt`) and
+    `GET /v1/models/{model_id}` (one, by uuid or name); the same keys as the listen routes."""
+    runtime = request.app[RUNTIME]
+    request_id = str(uuid.uuid4())
+    model_id = request.match_info.get("model_id")
+    try:
+        authenticate(request.headers, runtime.keystore)
+        described = [route.describe() for route in runtime.models.routes]
+        if model_id is None:
+            return web.json_response({"stt": described, "tts": []}, headers={"dg-request-id": request_id})
+        found = [d for d in described if model_id in (d["uuid"], d["name"])]
+        if not found:
+            raise ModelNotFound(f"model {model_id!r}; served: {', '.join(d['name'] for d in described)}")
+    except HandshakeError as error:
+        return _refused(runtime, error, request_id)
+    return web.json_response(found[0], headers={"dg-request-id": request_id})
+
+
 async def healthz(request: web.Request) -> web.Response:
     """200 only when Triton and every ASR ensemble are ready."""
     runtime = request.app[RUNTIME]
@@ -326,6 +345,8 @@ def make_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/v1/listen/dg", listen)
     app.router.add_post("/v1/listen", transcribe)
     app.router.add_post("/v1/listen/dg", transcribe)
+    app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model_id}", models)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

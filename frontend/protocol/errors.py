@@ -126,6 +126,10 @@ class UnsupportedSource(HandshakeError):
     """`POST /v1/listen` with a JSON `{"url": ...}` body: this server does not fetch URLs."""
 
 
+class ModelNotFound(HandshakeError):
+    """`GET /v1/models/{id}` naming no served model."""
+
+
 class CallbackRefused(HandshakeError):
     """`POST /v1/listen?callback=URL` naming a host the operator did not allow, or no URL."""
 
@@ -191,6 +195,7 @@ ERROR_TABLE: Final[Mapping[type[SttError], HttpReply | WsClose]] = {
                                   "The service cannot take new streams right now."),
     UnsupportedSource: HttpReply(HTTPStatus.BAD_REQUEST, "UNSUPPORTED_SOURCE",
                                  "Send the audio bytes in the request body."),
+    ModelNotFound: HttpReply(HTTPStatus.NOT_FOUND, "NOT_FOUND", "No served model has that id."),
     CallbackRefused: HttpReply(HTTPStatus.BAD_REQUEST, "CALLBACK_NOT_ALLOWED",
                                "This server does not call back to that URL."),
     InvalidControl: WsClose(CloseCode.POLICY_VIOLATION, "DATA-0000", "SchemaError"),

@@ -56,6 +56,19 @@ class ModelRoute:
     keyterms: bool = False
     """The ensemble's decoder boosts keyterms sent as request parameters."""
 
+    def describe(self) -> dict[str, Any]:
+        """This ensemble as Deepgram's `GET /v1/models` lists a speech-to-text model.
+
+        `canonical_name` is what `model=` takes; the `ddx_` fields say which latency profile
+        it is (`ddx_latency=`) and whether it is the model's default profile.
+        """
+        return {
+            "name": self.display_name, "canonical_name": self.model, "architecture": self.arch,
+            "languages": list(self.languages), "version": self.version, "uuid": self.uuid,
+            "batch": True, "streaming": True, "formatted_output": True,
+            "ddx_latency": self.profile, "ddx_lookahead_ms": self.lookahead_ms, "ddx_default": self.default,
+        }
+
 
 def _require(manifest: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in manifest:

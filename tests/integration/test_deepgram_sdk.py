@@ -105,3 +105,25 @@ async def test_async_sdk_redact_list_reaches_the_words(server: Server) -> None:
     words = [w.punctuated_word for m in received if type(m).__name__.endswith("Results")  # type: ignore[attr-defined]
              for w in m.channel.alternatives[0].words]  # type: ignore[attr-defined]
     assert "[NUMBER]" in words and "seven" not in words, words
+
+
+def test_sdk_lists_the_served_models_and_each_one_streams(server: Server) -> None:
+    client = DeepgramClient(api_key=API_KEY, environment=environment(server))
+    listed = client.manage.v1.models.list()
+    served = sorted(route for route in server.health()["models"])  # type: ignore[union-attr]
+    assert len(listed.stt) == len(served) and listed.tts == []  # type: ignore[arg-type]
+    by_profile = {m.ddx_latency: m for m in listed.stt}  # type: ignore[union-attr, attr-defined]
+    assert sum(m.ddx_default for m in by_profile.values()) == 1  # type: ignore[attr-defined]
+    one = client.manage.v1.models.get(model_id=by_profile["la1"].uuid_)
+    assert one.name == by_profile["la1"].name and one.streaming
+    # What the listing says is what a stream gets: its canonical name and profile route to it.
+    with client.listen.v1.connect(model=one.canonical_name, encoding="linear16", sample_rate="16000",
+                                  request_options={"additional_query_parameters": {"ddx_latency": "la1"}}) as conn:
+        opening = next(iter(conn))
+    assert opening.models == [one.uuid_]  # type: ignore[attr-defined]
+    with pytest.raises(Exception) as info:
+        client.manage.v1.models.get(model_id="nova-9")
+    assert "404" in str(info.value)
+    with pytest.raises(Exception) as refused:
+        DeepgramClient(api_key="wrong", environment=environment(server)).manage.v1.models.list()
+    assert "401" in str(refused.value)
