@@ -257,7 +257,7 @@ async def _prerecorded(
         return status, error_body, {**headers, "dg-error": message}
     metadata = [f for f in frames if isinstance(f, MetadataFrame)][-1]
     finals = tuple(f for f in frames if isinstance(f, ResultsFrame) and f.is_final)
-    response = PrerecordedResponse(metadata, finals, paragraphs=paragraphs,
+    response = PrerecordedResponse(metadata, finals, paragraphs=paragraphs, search=params.search,
                                    utterances_split_s=params.utt_split if params.utterances else None)
     return 200, response.to_dict(), headers
 

@@ -7,6 +7,7 @@ audio from the connection's first byte, rounded to milliseconds; confidences to 
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import uuid
@@ -350,6 +351,35 @@ def _paragraphs(words: Sequence[ResultWord]) -> dict[str, Any]:
     return {"transcript": "\n" + transcript if transcript else "", "paragraphs": built}
 
 
+SEARCH_MIN_SIMILARITY = 0.7
+"""Spellings further from the query are not hits."""
+
+
+def _search(words: Sequence[ResultWord], query: str) -> dict[str, Any]:
+    """Deepgram's `search` result for one query: spans of as many words as the query has whose
+    spelling is close to it (difflib's similarity ratio at least `SEARCH_MIN_SIMILARITY`),
+    best first by confidence (the similarity times the span's least word confidence),
+    overlapping spans resolved to the better one."""
+    wanted = " ".join(query.lower().split())
+    size = len(wanted.split())
+    if not size:
+        return {"query": query, "hits": []}
+    scored = []
+    for i in range(len(words) - size + 1):
+        span = words[i:i + size]
+        spelled = " ".join(w.word.lower() for w in span)
+        similarity = difflib.SequenceMatcher(None, wanted, spelled).ratio()
+        if similarity >= SEARCH_MIN_SIMILARITY:
+            scored.append((similarity * min(w.confidence for w in span), i, span))
+    hits, taken = [], set()
+    for confidence, i, span in sorted(scored, key=lambda hit: -hit[0]):
+        if taken.isdisjoint(range(i, i + size)):
+            taken.update(range(i, i + size))
+            hits.append({"confidence": _probability(confidence), "start": _seconds(span[0].start),
+                         "end": _seconds(span[-1].end), "snippet": _text(span)})
+    return {"query": query, "hits": hits}
+
+
 @dataclass(frozen=True)
 class PrerecordedResponse:
     """The body of `POST /v1/listen`: the closing Metadata plus every channel's finals joined.
@@ -358,13 +388,15 @@ class PrerecordedResponse:
     top-level `request_id`: the Python SDK would then parse the body as an "accepted" callback
     response and drop the transcript. `utterances_split_s` (`utterances=true`, `utt_split`)
     adds `results.utterances`: each channel's words cut at pauses of at least that long, in
-    time order. `paragraphs` adds each alternative's `paragraphs`.
+    time order. `paragraphs` adds each alternative's `paragraphs`, `search` each channel's
+    `search` (`_search`).
     """
 
     metadata: MetadataFrame
     finals: tuple[ResultsFrame, ...]
     utterances_split_s: float | None = None
     paragraphs: bool = False
+    search: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The Deepgram pre-recorded response object."""
@@ -383,7 +415,10 @@ class PrerecordedResponse:
             }
             if self.paragraphs:
                 alternative["paragraphs"] = _paragraphs(words)
-            channels.append({"alternatives": [alternative]})
+            channel: dict[str, Any] = {"alternatives": [alternative]}
+            if self.search:
+                channel["search"] = [_search(words, query) for query in self.search]
+            channels.append(channel)
             if self.utterances_split_s is not None:
                 utterances += [_utterance(index, run) for run in _runs(words, self.utterances_split_s)]
         results: dict[str, Any] = {"channels": channels}

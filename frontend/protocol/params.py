@@ -41,7 +41,8 @@ class ListenParams:
     (`frontend.session.replace`), `dictation`, `redact` (lower-cased, comma-separated values
     split) and `profanity_filter` (`frontend.session.formatting`).
 
-    Accepted and validated but without effect: `version`, `tag`, `search`, `language_hint`.
+    Accepted and validated but without effect: `version`, `tag`, `language_hint`, and `search`
+    on the live route (the pre-recorded route answers it).
 
     Latency profile: `ddx_latency` picks the look-ahead of the served ensemble, either by name
     (`la1`, `la6`, `la13`: N encoder frames of right context) or by intent: `low` (smallest

@@ -53,6 +53,12 @@ def test_utterances_and_paragraphs_follow_the_pause(server: Server) -> None:
     paragraphs = alternative["paragraphs"]["paragraphs"]
     assert len(paragraphs) == 2  # paragraphs turn punctuation on: each sentence ends with "."
     assert alternative["paragraphs"]["transcript"].count("\n\n") == 1
+    # Search for the first heard word and the last: each is found where it was said.
+    words = alternative["words"]
+    _, searched = post(server, f"model=nova-3&search={words[0]['word']}&search={words[-1]['word']}", wav, auth)
+    first, last = searched["results"]["channels"][0]["search"]
+    assert words[0]["start"] in [hit["start"] for hit in first["hits"]]
+    assert words[-1]["end"] in [hit["end"] for hit in last["hits"]]
     _, joined = post(server, "model=nova-3&utterances=true&utt_split=2", wav, auth)
     assert len(joined["results"]["utterances"]) == 1
     status, refused = post(server, "model=nova-3&utterances=true&utt_split=-1", wav, auth)

@@ -68,3 +68,13 @@ def test_diarized_paragraphs_and_utterances_name_the_speaker() -> None:
 def test_an_empty_channel_has_empty_paragraphs() -> None:
     paragraphs = response(paragraphs=True)["results"]["channels"][1]["alternatives"][0]["paragraphs"]
     assert paragraphs == {"transcript": "", "paragraphs": []}
+
+
+def test_search_finds_close_spellings_best_first() -> None:
+    body = response(*FINALS, final(0, ("hollow", 5.0), ("there", 5.4)), search=("hello there", "zebra"))
+    found, missing = body["results"]["channels"][0]["search"]
+    assert found["query"] == "hello there" and missing == {"query": "zebra", "hits": []}
+    assert [(h["snippet"], h["start"], h["end"]) for h in found["hits"]] == [
+        ("Hello there.", 0.0, 0.7), ("hollow there", 5.0, 5.7)]
+    assert found["hits"][0]["confidence"] > found["hits"][1]["confidence"] > 0
+    assert "search" not in response(*FINALS)["results"]["channels"][0]
