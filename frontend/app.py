@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,7 +24,9 @@ from frontend.config import Config
 from frontend.driver import SessionDriver, new_session, now
 from frontend.metrics import Metrics
 from frontend.protocol.auth import Credential, KeyStore, authenticate
-from frontend.protocol.errors import HandshakeError, ModelNotFound, ServiceUnavailable, UnsupportedSource
+from frontend.protocol.errors import (
+    HandshakeError, ModelNotFound, ServiceUnavailable, TooManySessions, UnsupportedSource,
+)
 from frontend.protocol.frames import MetadataFrame, PrerecordedResponse, ResultsFrame
 from frontend.protocol.models import ModelRoute, ModelTable
 from frontend.protocol.params import ListenParams, parse_listen_params
@@ -32,6 +34,31 @@ from frontend.session.core import CloseConnection, SendFrame
 from frontend.triton.catalog import load_manifests, ready_ensembles
 
 log = logging.getLogger(__name__)
+
+class SessionLimit:
+    """`--max-sessions`: how many sessions run now (live and pre-recorded), against the cap."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.running = 0
+
+    def take(self) -> Callable[[], None]:
+        """Hold a slot, or raise `TooManySessions`; returns the slot's release (safe to call
+        twice). Check and take happen without an await between them, so concurrent handshakes
+        cannot both pass for the last slot."""
+        if self.cap and self.running >= self.cap:
+            raise TooManySessions(f"{self.running} sessions running; --max-sessions {self.cap}")
+        self.running += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.running -= 1
+
+        return release
+
 
 @dataclass
 class Runtime:
@@ -47,6 +74,10 @@ class Runtime:
     callbacks: set["asyncio.Task[None]"] = field(default_factory=set)
     """Pre-recorded requests answered at once, their results still to be sent."""
     draining: bool = False
+    limit: SessionLimit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limit = SessionLimit(self.config.max_sessions)
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -140,9 +171,17 @@ async def listen(request: web.Request) -> web.StreamResponse:
     request_id = str(uuid.uuid4())
     try:
         credential, params, route = _admit(runtime, request)
+        release = runtime.limit.take()
     except HandshakeError as error:
         return _refused(runtime, error, request_id)
+    try:
+        return await _serve_live(runtime, request, credential, params, route, request_id)
+    finally:
+        release()
 
+
+async def _serve_live(runtime: Runtime, request: web.Request, credential: Credential, params: ListenParams,
+                      route: ModelRoute, request_id: str) -> web.StreamResponse:
     protocols = (credential.subprotocol,) if credential.subprotocol else ()
     ws = web.WebSocketResponse(
         protocols=protocols,
@@ -191,11 +230,19 @@ async def transcribe(request: web.Request) -> web.Response:
             raise UnsupportedSource("This server transcribes uploaded audio only, not URLs.")
         callback = (allowed_callback(params.callback, runtime.config.callback_hosts)
                     if params.callback is not None else None)
+        release = runtime.limit.take()
     except HandshakeError as error:
         return _refused(runtime, error, request_id)
-    body = await request.read()
+    try:
+        body = await request.read()
+    except BaseException:
+        release()
+        raise
     if callback is None:
-        status, payload, headers = await _prerecorded(runtime, params, route, request_id, body)
+        try:
+            status, payload, headers = await _prerecorded(runtime, params, route, request_id, body)
+        finally:
+            release()
         return web.json_response(payload, status=status, headers=headers)
 
     async def call_back() -> None:
@@ -205,6 +252,8 @@ async def transcribe(request: web.Request) -> web.Response:
         except Exception:  # noqa: BLE001 - nobody awaits this task: log, count, keep serving
             log.exception("request %s: callback transcription failed", request_id)
             outcome = "failed"
+        finally:
+            release()
         runtime.metrics.callbacks.labels(outcome=outcome).inc()
 
     task = asyncio.create_task(call_back(), name=f"callback-{request_id}")

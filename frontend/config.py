@@ -110,6 +110,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest body accepted by `POST /v1/listen` (larger: HTTP 413)."),
     Setting("max_pending_chunks", "--max-pending-chunks", "DDX_STT_MAX_PENDING_CHUNKS", 8, int,
             "Chunks queued per channel toward Triton before the server stops reading the socket (backpressure)."),
+    Setting("max_sessions", "--max-sessions", "DDX_STT_MAX_SESSIONS", 0, int,
+            "Most sessions at once: live streams and pre-recorded requests (callbacks until sent) together. "
+            "Past it: HTTP 429 `TOO_MANY_REQUESTS` with `Retry-After`, so a full server refuses new work "
+            "instead of slowing every stream. 0: no limit."),
     Setting("callback_hosts", "--callback-hosts", "DDX_STT_CALLBACK_HOSTS", (), _csv,
             "Hosts (`host` or `host:port`) that a pre-recorded `callback` URL may name, comma list; `*` any. "
             "Empty: a request with `callback` gets HTTP 400 `CALLBACK_NOT_ALLOWED` (a server that calls URLs "
@@ -145,6 +149,7 @@ class Config:
     max_message_bytes: int = 4 * 1024 * 1024
     max_upload_bytes: int = 512 * 1024 * 1024
     max_pending_chunks: int = 8
+    max_sessions: int = 0
     callback_hosts: tuple[str, ...] = ()
     drain_timeout_s: float = 15.0
     log_level: str = "INFO"

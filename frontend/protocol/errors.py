@@ -126,6 +126,16 @@ class UnsupportedSource(HandshakeError):
     """`POST /v1/listen` with a JSON `{"url": ...}` body: this server does not fetch URLs."""
 
 
+class TooManySessions(HandshakeError):
+    """The server already runs `--max-sessions` sessions."""
+
+    RETRY_AFTER_S = 1
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        """Deepgram's error headers and when to try again."""
+        return {**super().headers(request_id), "Retry-After": str(self.RETRY_AFTER_S)}
+
+
 class ModelNotFound(HandshakeError):
     """`GET /v1/models/{id}` naming no served model."""
 
@@ -195,6 +205,8 @@ ERROR_TABLE: Final[Mapping[type[SttError], HttpReply | WsClose]] = {
                                   "The service cannot take new streams right now."),
     UnsupportedSource: HttpReply(HTTPStatus.BAD_REQUEST, "UNSUPPORTED_SOURCE",
                                  "Send the audio bytes in the request body."),
+    TooManySessions: HttpReply(HTTPStatus.TOO_MANY_REQUESTS, "TOO_MANY_REQUESTS",
+                               "Too many concurrent requests; try again shortly."),
     ModelNotFound: HttpReply(HTTPStatus.NOT_FOUND, "NOT_FOUND", "No served model has that id."),
     CallbackRefused: HttpReply(HTTPStatus.BAD_REQUEST, "CALLBACK_NOT_ALLOWED",
                                "This server does not call back to that URL."),
