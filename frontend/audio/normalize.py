@@ -6,7 +6,7 @@ Paths, cheapest first:
 * a RIFF/WAVE header at the start of the stream (with or without ``encoding``): the header is
   parsed and its samples take the numpy path (Deepgram tolerates a header before linear16);
 * everything else (``encoding`` unset, ``opus``, ``ogg-opus``, ``webm``, ``flac``, ``mp3``,
-  ``aac``): FFmpeg through PyAV, fed incrementally (`frontend.audio.container`). The container is
+  ``aac``, ``amr-nb``, ``amr-wb``): FFmpeg through PyAV, fed incrementally (`frontend.audio.container`). The container is
   sniffed, not trusted from ``encoding``: browsers label WebM/Opus as ``opus`` and Safari's AAC
   arrives as MP4.
 
@@ -44,8 +44,13 @@ from frontend.protocol.errors import ChannelsTooMany, SampleRateTooHigh, Undecod
 RAW_ENCODINGS: dict[str, SampleFormat] = {"linear16": "s16", "linear32": "f32", "mulaw": "mulaw", "alaw": "alaw"}
 """Deepgram ``encoding`` values decoded with numpy, and their sample format."""
 
-CONTAINER_ENCODINGS = frozenset({"opus", "ogg-opus", "webm", "flac", "mp3", "aac"})
+CONTAINER_ENCODINGS = frozenset({"opus", "ogg-opus", "webm", "flac", "mp3", "aac", "amr-nb", "amr-wb"})
 """Deepgram ``encoding`` values decoded by FFmpeg (the container is sniffed from the bytes)."""
+
+AMR_MAGIC = {"amr-nb": b"#!AMR\n", "amr-wb": b"#!AMR-WB\n"}
+"""Deepgram takes AMR as bare frames. Each frame names its own size, so with the storage
+format's magic (RFC 4867) in front FFmpeg's AMR demuxer reads them; a stream that already has
+the magic is left as it is."""
 
 # Deepgram requires sample_rate with a raw encoding; when a client omits it, assume the rate
 # that encoding is nearly always used at (wideband PCM, narrowband telephony G.711).
@@ -124,7 +129,7 @@ class AudioNormalizer:
             elif self._raw_format is not None:
                 self._stage = "pcm"
             else:
-                self._start_container()
+                data = self._start_container(data)
         if self._stage == "wav_header":
             self._head += data
             data = self._read_wav_header()
@@ -149,7 +154,7 @@ class AudioNormalizer:
                 self._stage = "pcm"
                 outputs.append(self._decode_pcm(head))
             else:
-                self._start_container()
+                head = self._start_container(head)
                 assert self._container is not None
                 outputs.append(self._emit_blocks(self._container.feed(head)))
         if self._stage == "container":
@@ -179,12 +184,16 @@ class AudioNormalizer:
         if self._multichannel:
             self.out_channels = channels
 
-    def _start_container(self) -> None:
+    def _start_container(self, first: bytes) -> bytes:
+        """Start FFmpeg; returns `first`, the stream's first bytes, as FFmpeg should read them."""
         self._container = ContainerDecoder()
         # The decoder thread blocks in read() until fed or closed; make sure a normalizer that
         # is dropped without flush/close does not leave it waiting for ever.
         weakref.finalize(self, self._container.close)
         self._stage = "container"
+        magic = AMR_MAGIC.get(self._encoding or "")
+        bare = magic is not None and not first.startswith(b"#!AMR") and not is_wav(first)
+        return magic + first if bare else first
 
     def _read_wav_header(self) -> bytes:
         """Consume the buffered WAVE header once complete; return the sample bytes after it."""
@@ -197,8 +206,7 @@ class AudioNormalizer:
         buffered, self._head = self._head, b""
         if header.sample_format is None:
             # A WAVE codec numpy does not decode (ADPCM, GSM, MP3-in-WAV): FFmpeg reads the file.
-            self._start_container()
-            return buffered
+            return self._start_container(buffered)
         self._start_wav_pcm(header)
         return buffered[header.data_offset :]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import math
 import struct
@@ -292,6 +293,23 @@ async def test_concurrent_sessions_do_not_see_each_others_words(server: Server) 
     together_a, together_b = await asyncio.gather(paced(a_pcm), paced(b_pcm))
     assert together_a.final_text == alone_a.final_text
     assert together_b.final_text == alone_b.final_text
+
+
+async def test_amr_nb_frames_read_as_the_pcm_they_decode_to(server: Server) -> None:
+    import av
+
+    from tests.audio.test_normalize import amr_nb
+
+    stored = amr_nb(SPEECH_B)
+    to_s16 = av.AudioResampler(format="s16", layout="mono", rate=8000)
+    with av.open(io.BytesIO(stored)) as container:
+        pcm = b"".join(out.to_ndarray().tobytes() for frame in container.decode(audio=0)
+                       for out in to_s16.resample(frame))
+    as_pcm = await transcribe(server.ws, pcm, "encoding=linear16&sample_rate=8000", token=API_KEY)
+    frames = stored[len(b"#!AMR\n"):]  # Deepgram's amr-nb: bare codec frames
+    as_amr = await transcribe(server.ws, frames, "encoding=amr-nb&sample_rate=8000", token=API_KEY, chunk=320)
+    assert as_amr.close_code == 1000 and as_amr.final_text
+    assert as_amr.final_text == as_pcm.final_text
 
 
 async def test_a_file_in_one_message_reads_as_it_does_streamed(server: Server) -> None:
