@@ -43,6 +43,7 @@ from frontend.protocol.params import CONFIGURABLE_FEATURES, ListenParams, checke
 from frontend.session.chunker import Chunker
 from frontend.session.formatting import Alternative, TextStyle, format_words
 from frontend.session.ports import AudioNormalizerLike, Samples, VadLike
+from frontend.session.speech_spans import SpeechSpans
 from frontend.session.transcript import Segment, Transcript, Word
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,10 @@ class _Channel:
     """The words of the last interim of the open segment (none since the last final)."""
     keyterms_changed: bool = False
     """A `Configure` replaced the keyterms since this channel's last request."""
+    speech: SpeechSpans | None = None
+    """What the VAD heard as speech, to keep word times out of silence (with a VAD only)."""
+    final_word_end: float = 0.0
+    """End of the last word a final showed (after `speech` placed it)."""
     inflight: dict[int, _Request] = field(default_factory=dict)
     arrived: dict[int, ChunkResult] = field(default_factory=dict)
     """Results that came before an earlier request's result, kept until their turn."""
@@ -398,6 +403,8 @@ class Session:
         actions: list[Action] = []
         pushed = 0  # samples of row handed to the chunker so far
         for event in events:
+            if ch.speech is not None:
+                (ch.speech.started if event.kind == "speech_start" else ch.speech.ended)(event.time_s)
             if event.kind == "speech_start":
                 if self.params.vad_events:
                     actions.append(SendFrame(SpeechStartedFrame(
@@ -431,6 +438,9 @@ class Session:
             transcript=Transcript(route.vocabulary, route.word_boundary, route.frame_shift_s),
             vad=self._vad_factory() if self._vad_factory is not None else None,
             last_sent_at=now,
+            # A token may come up to one look-ahead (and the frame it sits on) before its word.
+            speech=SpeechSpans(route.lookahead_ms / 1000 + route.frame_shift_s, route.frame_shift_s)
+            if self._vad_factory is not None else None,
         )
 
     def _finalize(self, channel: int | None, now: float) -> list[Action]:
@@ -503,8 +513,8 @@ class Session:
         if not words or words == ch.shown:
             return []
         ch.shown = words
-        alternative = format_words(words, self._style, sentence_start=ch.sentence_start, sentence_end=False,
-                                   interim=True)
+        alternative = format_words(self._placed(ch, words), self._style, sentence_start=ch.sentence_start,
+                                   sentence_end=False, interim=True)
         segment = Segment(transcript.segment_start, transcript.cursor, ())
         return [SendFrame(self._results(ch.index, segment, alternative, is_final=False, cut=None))]
 
@@ -526,18 +536,24 @@ class Session:
             # finalised words, as Deepgram's does.
             actions.append(SendFrame(self._final(ch, transcript.take(), _Cut.GAP)))
         ch.utterance_end_for = last
+        # The end the client saw on that word, which placing it may have moved.
         actions.append(SendFrame(UtteranceEndFrame(channel=ch.index,
                                                    channels=len(self._channels),
-                                                   last_word_end=last)))
+                                                   last_word_end=max(last, ch.final_word_end))))
         return actions
 
     def _final(self, ch: _Channel, segment: Segment, cut: _Cut) -> ResultsFrame:
         ch.shown = ()
-        alternative = format_words(segment.words, self._style, sentence_start=ch.sentence_start,
-                                   sentence_end=cut.ends_sentence)
+        alternative = format_words(self._placed(ch, segment.words), self._style,
+                                   sentence_start=ch.sentence_start, sentence_end=cut.ends_sentence)
         if alternative.words:
             ch.sentence_start = cut.ends_sentence or alternative.ends_sentence
+            ch.final_word_end = alternative.words[-1].end
         return self._results(ch.index, segment, alternative, is_final=True, cut=cut)
+
+    @staticmethod
+    def _placed(ch: _Channel, words: Sequence[Word]) -> Sequence[Word]:
+        return words if ch.speech is None else ch.speech.place(words)
 
     def _results(self, channel: int, segment: Segment, alternative: Alternative, *,
                  is_final: bool, cut: _Cut | None) -> ResultsFrame:

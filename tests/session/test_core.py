@@ -354,6 +354,23 @@ def test_a_dictated_period_before_a_length_cut_starts_the_next_sentence() -> Non
                                                                  "Goodbye."]
 
 
+@pytest.mark.parametrize("vad", [True, False])
+def test_a_word_the_model_places_before_speech_starts_where_the_vad_heard_it(vad: bool) -> None:
+    # Look-ahead lets a CTC model emit a word at frame 0 that is spoken 0.3 s in.
+    params = ListenParams(endpointing=300 if vad else None, utterance_end_ms=1000, interim_results=True)
+    h = Harness(params=params, script={0: words_at(0.0, "hello")}, vad=vad).open()
+    h.send(silence(0.3) + speech(0.6) + silence(2.0))
+    h.text({"type": "CloseStream"})
+    word = next(w for f in h.finals for w in f.words)
+    if vad:
+        # Starts where speech did and lasts until it stopped.
+        assert (word.start, word.end) == (pytest.approx(0.3), pytest.approx(0.9))
+        ends = [f.last_word_end for f in h.frames if isinstance(f, UtteranceEndFrame)]
+        assert ends == [pytest.approx(0.9)]  # the end the final showed
+    else:
+        assert word.start == 0.0 and word.end < 0.3  # no VAD: the model's time
+
+
 def test_utterance_end_once_per_gap_after_the_final() -> None:
     params = ListenParams(endpointing=None, interim_results=True, utterance_end_ms=1000)
     script = {0: words_at(0.32, "hello", "world", step=0.32) + words_at(3.2, "good")}
