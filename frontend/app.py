@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,40 +24,15 @@ from frontend.config import Config
 from frontend.driver import SessionDriver, new_session, now
 from frontend.metrics import Metrics
 from frontend.protocol.auth import Credential, KeyStore, authenticate
-from frontend.protocol.errors import (
-    HandshakeError, ModelNotFound, ServiceUnavailable, TooManySessions, UnsupportedSource,
-)
+from frontend.protocol.errors import HandshakeError, ModelNotFound, ServiceUnavailable, UnsupportedSource
 from frontend.protocol.frames import MetadataFrame, PrerecordedResponse, ResultsFrame
 from frontend.protocol.models import ModelRoute, ModelTable
 from frontend.protocol.params import ListenParams, parse_listen_params
 from frontend.session.core import CloseConnection, SendFrame
+from frontend.session_limit import SessionLimit
 from frontend.triton.catalog import load_manifests, ready_ensembles
 
 log = logging.getLogger(__name__)
-
-class SessionLimit:
-    """`--max-sessions`: how many sessions run now (live and pre-recorded), against the cap."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.running = 0
-
-    def take(self) -> Callable[[], None]:
-        """Hold a slot, or raise `TooManySessions`; returns the slot's release (safe to call
-        twice). Check and take happen without an await between them, so concurrent handshakes
-        cannot both pass for the last slot."""
-        if self.cap and self.running >= self.cap:
-            raise TooManySessions(f"{self.running} sessions running; --max-sessions {self.cap}")
-        self.running += 1
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if not released:
-                released = True
-                self.running -= 1
-
-        return release
 
 
 @dataclass

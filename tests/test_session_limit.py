@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frontend.app import SessionLimit
+from frontend.session_limit import SessionLimit
 from frontend.protocol.errors import TooManySessions
 
 
