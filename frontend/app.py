@@ -297,7 +297,9 @@ async def models(request: web.Request) -> web.Response:
         described = [route.describe() for route in runtime.models.routes]
         if model_id is None:
             return web.json_response({"stt": described, "tts": []}, headers={"dg-request-id": request_id})
-        found = [d for d in described if model_id in (d["uuid"], d["name"])]
+        # Profiles of one model share its name: by name, the default profile answers.
+        found = sorted((d for d in described if model_id in (d["uuid"], d["name"])),
+                       key=lambda d: not d["ddx_default"])
         if not found:
             raise ModelNotFound(f"model {model_id!r}; served: {', '.join(d['name'] for d in described)}")
     except HandshakeError as error:

@@ -116,6 +116,8 @@ def test_sdk_lists_the_served_models_and_each_one_streams(server: Server) -> Non
     assert sum(m.ddx_default for m in by_profile.values()) == 1  # type: ignore[attr-defined]
     one = client.manage.v1.models.get(model_id=by_profile["la1"].uuid_)
     assert one.name == by_profile["la1"].name and one.streaming
+    by_name = client.manage.v1.models.get(model_id=one.name)
+    assert by_name.ddx_default  # type: ignore[attr-defined]
     # What the listing says is what a stream gets: its canonical name and profile route to it.
     with client.listen.v1.connect(model=one.canonical_name, encoding="linear16", sample_rate="16000",
                                   request_options={"additional_query_parameters": {"ddx_latency": "la1"}}) as conn:
