@@ -22,6 +22,8 @@ from frontend.protocol.errors import CallbackRefused
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 3
+RETRY_BASE_S = 1.0
+"""The wait before the second attempt; it doubles for each one after."""
 TIMEOUT_S = 30.0
 Outcome = Literal["delivered", "rejected", "failed"]
 
@@ -48,7 +50,7 @@ async def deliver(url: str, method: str, body: dict[str, Any], request_id: str) 
     async with aiohttp.ClientSession(timeout=timeout) as http:
         for attempt in range(ATTEMPTS):
             if attempt:
-                await asyncio.sleep(2 ** (attempt - 1))
+                await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
             try:
                 async with http.request(method.upper(), url, json=body,
                                         headers={"dg-request-id": request_id}) as reply:
