@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeVar
 
 from frontend.protocol.errors import InvalidQuery
 
@@ -188,17 +189,27 @@ def _bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
     raise InvalidQuery(f"{name}={raw!r}: expected true or false")
 
 
-def _int(query: Mapping[str, str], name: str, minimum: int) -> int | None:
+_Number = TypeVar("_Number", int, float)
+
+
+def _number(query: Mapping[str, str], name: str, convert: Callable[[str], _Number], expected: str,
+            valid: Callable[[_Number], bool], rule: str) -> _Number | None:
+    """`name` converted, None when absent or empty; `InvalidQuery` when it does not convert
+    (`expected` says what was) or breaks `rule`."""
     raw = _first(query, name)
     if raw is None or raw == "":
         return None
     try:
-        value = int(raw)
+        value = convert(raw)
     except ValueError:
-        raise InvalidQuery(f"{name}={raw!r}: expected an integer") from None
-    if value < minimum:
-        raise InvalidQuery(f"{name}={raw!r}: must be at least {minimum}")
+        raise InvalidQuery(f"{name}={raw!r}: expected {expected}") from None
+    if not valid(value):
+        raise InvalidQuery(f"{name}={raw!r}: {rule}")
     return value
+
+
+def _int(query: Mapping[str, str], name: str, minimum: int) -> int | None:
+    return _number(query, name, int, "an integer", lambda value: value >= minimum, f"must be at least {minimum}")
 
 
 def _endpointing(query: Mapping[str, str]) -> int | None:
@@ -234,16 +245,9 @@ def _extra(query: Mapping[str, str]) -> Mapping[str, str]:
 
 
 def _positive_seconds(query: Mapping[str, str], name: str, default: float) -> float:
-    raw = _first(query, name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise InvalidQuery(f"{name}={raw!r}: expected seconds") from None
-    if not 0 < value < math.inf:
-        raise InvalidQuery(f"{name}={raw!r}: must be a positive number of seconds")
-    return value
+    value = _number(query, name, float, "seconds", lambda seconds: 0 < seconds < math.inf,
+                    "must be a positive number of seconds")
+    return default if value is None else value
 
 
 def _callback_method(query: Mapping[str, str]) -> str:
