@@ -445,9 +445,13 @@ async def upload(url: str, token: str, data: bytes) -> dict[str, Any]:
     return {"close_code": code, "seconds": time.monotonic() - started}
 
 
+def with_query(url: str, query: dict[str, str]) -> str:
+    return url + ("&" if "?" in url else "?") + urllib.parse.urlencode(query)
+
+
 async def run_all(args: argparse.Namespace, payload: Payload) -> tuple[list[StreamResult], list[dict[str, Any]]]:
     """The streams' results and the uploads' outcomes."""
-    url = args.url + ("&" if "?" in args.url else "?") + urllib.parse.urlencode(payload.query)
+    url = with_query(args.url, payload.query)
     gate = asyncio.Semaphore(args.concurrent)
 
     async def one(index: int) -> StreamResult:
@@ -459,8 +463,7 @@ async def run_all(args: argparse.Namespace, payload: Payload) -> tuple[list[Stre
     uploads = []
     if args.upload:
         data = args.upload.read_bytes()
-        upload_url = args.url + ("&" if "?" in args.url else "?") + urllib.parse.urlencode(
-            {k: v for k, v in payload.query.items() if k in ("model", "language")})
+        upload_url = with_query(args.url, {k: v for k, v in payload.query.items() if k in ("model", "language")})
         uploads = [upload(upload_url, args.token, data) for _ in range(args.uploads)]
     outcomes = await asyncio.gather(*(one(i) for i in range(args.n)), *uploads)
     return list(outcomes[:args.n]), list(outcomes[args.n:])

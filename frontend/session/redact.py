@@ -9,8 +9,9 @@
 - `ssn`: 9 digits -> `[SSN]`.
 
 Adjacent numbers count as one ("four one one one one one ..."). The most specific label wins
-when several values are given. Interims hide a number still being said, whatever its length. A number split by a final is judged part by part, so a card
-number read in groups with pauses between them is caught by `numbers`, not by `pci` alone.
+when several values are given. Interims hide a number still being said, whatever its length.
+A number split by a final is judged part by part, so a card number read in groups with pauses
+between them is caught by `numbers`, not by `pci` alone.
 Other values (`pii`, `phi`, entity names) are accepted without effect: no entity recogniser is
 served.
 """

@@ -38,21 +38,21 @@ class SpeechSpans:
         if self._spans and self._spans[-1][1] == float("inf"):
             self._spans[-1][1] = time_s
 
+    def _containing(self, time_s: float) -> list[float] | None:
+        """The speech span `time_s` lies in, if any."""
+        return next((span for span in self._spans if span[0] <= time_s < span[1]), None)
+
     def _span_end(self, time_s: float) -> float | None:
         """The end of the finished speech span `time_s` lies in, if any."""
-        for start, end in self._spans:
-            if start <= time_s < end:
-                return end if end != float("inf") else None
-        return None
+        span = self._containing(time_s)
+        return span[1] if span is not None and span[1] != float("inf") else None
 
     def _onset_after(self, time_s: float) -> float | None:
         """The speech onset a word placed at `time_s` in silence belongs to, if any."""
-        for start, end in self._spans:
-            if start <= time_s < end:
-                return None  # in speech: the model's time stands
-            if time_s < start:
-                return start if start - time_s <= self._max_early else None
-        return None
+        if self._containing(time_s) is not None:
+            return None  # in speech: the model's time stands
+        onset = next((start for start, _ in self._spans if time_s < start), None)
+        return onset if onset is not None and onset - time_s <= self._max_early else None
 
     def place(self, words: Sequence[Word]) -> tuple[Word, ...]:
         """`words` with those that start in silence just before an onset moved to it, and the
@@ -66,6 +66,7 @@ class SpeechSpans:
             out.append(word)
         for i, word in enumerate(out):
             span_end = self._span_end(word.start)
-            if span_end is not None and span_end > word.end and (i + 1 == len(out) or out[i + 1].start >= span_end):
+            last_in_span = i + 1 == len(out) or (span_end is not None and out[i + 1].start >= span_end)
+            if span_end is not None and span_end > word.end and last_in_span:
                 out[i] = replace(word, end=span_end)
         return tuple(out)
